@@ -1,0 +1,1 @@
+"""Layers that drop into any PyTorch model: thresholding, WHT layers, adder layers."""
