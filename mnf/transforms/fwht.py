@@ -1,0 +1,256 @@
+"""The one dispatch point for the fast Walsh-Hadamard transform (NumPy arrays and torch tensors).
+
+Every public function reduces to ``_transform(x, dim, perm, scale)``: along axis ``dim`` compute
+``scale * (H @ x)[perm]`` (``H`` natural order). The array is viewed, without copying when its
+strides allow, as ``(outer, n, inner)`` with ``inner`` the axes laid out faster than ``dim``, and
+the kernel is picked by device and size:
+
+- NumPy / torch CPU: ``cpu.fwht_rows`` (``inner == 1``) or ``cpu.fwht_cols`` (vectorised across
+  ``inner``, e.g. the channel axis of NCHW), or a dense product ``M @ x`` for ``n <= DENSE_MAX_N``
+  where ``benchmarks/bench_fwht.py`` measured it faster.
+- torch CUDA: ``cuda.fwht_cuda`` on torch's current stream (imported only then).
+
+The output is a new array laid out like the input (NCHW stays NCHW, channels_last stays
+channels_last); torch gradients go through ``_WHT``, whose backward is the same transform because
+every ``M`` here is symmetric.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+from numba import get_num_threads
+
+from mnf.transforms import cpu
+from mnf.transforms.orderings import (check_order, check_size, next_power_of_two, permutation,
+                                      transform_matrix)
+
+DENSE_MAX_N = 4  # below this the per-call overhead of the butterflies loses to a tiny matmul
+Array = "np.ndarray | torch.Tensor"
+
+
+@lru_cache(maxsize=64)
+def _perm(n: int, order: str) -> np.ndarray:
+    """int64 gather indices for ``order``, empty for the natural order (the kernels' identity)."""
+    return np.empty(0, np.int64) if order == "hadamard" else permutation(n, order)
+
+
+def _norm_dim(dim: int, ndim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
+        raise ValueError(f"dim must be an int in [{-ndim}, {ndim}) for a {ndim}-d input, got {dim!r}")
+    return dim % ndim
+
+
+def _split_axes(shape, strides, dim: int) -> tuple[list[int], list[int]]:
+    """Other axes split into those laid out slower (outer) and faster (inner) than ``dim``."""
+    others = sorted((d for d in range(len(shape)) if d != dim), key=lambda d: -abs(strides[d]))
+    outer = [d for d in others if shape[d] == 1 or abs(strides[d]) > abs(strides[dim])]
+    inner = [d for d in others if d not in outer]
+    return outer, inner
+
+
+def _as3d(x, dim: int):
+    """View ``x`` as ``(outer, n, inner)`` (a copy only if its strides cannot be merged).
+
+    Returns ``(x3, shape, axes)``: a result ``y3`` of ``x3``'s shape maps back to ``x``'s axes by
+    ``y3.reshape(shape).transpose(argsort(axes))``.
+    """
+    n = x.shape[dim]
+    strides = x.stride() if isinstance(x, torch.Tensor) else x.strides
+    outer, inner = _split_axes(x.shape, strides, dim)
+    axes = outer + [dim] + inner
+    xp = x.permute(axes) if isinstance(x, torch.Tensor) else x.transpose(axes)
+    shape3 = (math.prod(xp.shape[:len(outer)]), n, math.prod(xp.shape[len(outer) + 1:]))
+    if isinstance(x, torch.Tensor):
+        try:
+            return xp.view(shape3), xp.shape, axes
+        except RuntimeError:  # strides that cannot be merged: one contiguous copy
+            return xp.contiguous().view(shape3), xp.shape, axes
+    try:
+        return np.reshape(xp, shape3, copy=False), xp.shape, axes
+    except ValueError:
+        return np.ascontiguousarray(xp).reshape(shape3), xp.shape, axes
+
+
+def _kernel_cpu(x3: np.ndarray, out3: np.ndarray, perm: np.ndarray, scale: float) -> None:
+    """CPU dispatch on ``(outer, n, inner)`` arrays: dense product, row kernel or column kernel."""
+    rows, n, cols = x3.shape
+    s = x3.dtype.type(scale)
+    if x3.size == 0:
+        return
+    if n <= DENSE_MAX_N:
+        m = transform_matrix(n, "hadamard", dtype=x3.dtype)[perm if perm.size else slice(None)]
+        np.matmul(m * s, x3, out=out3)
+    elif cols == 1:
+        kernel = cpu.fwht_rows if x3.size >= cpu.PARALLEL_MIN_SIZE else cpu.fwht_rows_serial
+        kernel(x3[:, :, 0], out3[:, :, 0], perm, s, 4 * get_num_threads())
+    else:
+        kernel = cpu.fwht_cols if x3.size >= cpu.PARALLEL_MIN_SIZE else cpu.fwht_cols_serial
+        kernel(x3, out3, perm, s, cpu.tile_width(n, cols, x3.dtype.itemsize))
+
+
+def _transform_numpy(x: np.ndarray, dim: int, perm: np.ndarray, scale: float) -> np.ndarray:
+    x3, shape, axes = _as3d(x, dim)
+    out3 = np.empty(x3.shape, dtype=x.dtype)
+    _kernel_cpu(x3, out3, perm, scale)
+    return out3.reshape(shape).transpose(np.argsort(axes))
+
+
+def _transform_torch(x: torch.Tensor, dim: int, perm: np.ndarray, scale: float) -> torch.Tensor:
+    if x.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"x must be on a cpu or cuda device, got {x.device}")
+    x3, shape, axes = _as3d(x.detach(), dim)
+    out3 = torch.empty(x3.shape, dtype=x.dtype, device=x.device)
+    if x.device.type == "cuda":
+        from mnf.transforms import cuda  # numba.cuda only once a GPU tensor shows up
+        cuda.launch_torch(x3, out3, perm, scale)
+    else:
+        _kernel_cpu(x3.resolve_conj().resolve_neg().numpy(), out3.numpy(), perm, scale)
+    return out3.view(shape).permute(np.argsort(axes).tolist())
+
+
+class _WHT(torch.autograd.Function):
+    """``y = scale * (H @ x)[perm]`` along ``dim``; its matrix is symmetric, so dx = same(dy)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int, perm: np.ndarray, scale: float) -> torch.Tensor:
+        ctx.args = (dim, perm, scale)
+        return _transform_torch(x, dim, perm, scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _WHT.apply(grad, *ctx.args), None, None, None
+
+
+def _prepare(x, dim: int, order: str, pad: bool):
+    """Validate, cast and pad; returns (x, dim, n) with ``x.shape[dim] == n`` a power of two."""
+    check_order(order)
+    if isinstance(x, torch.Tensor):
+        if x.dtype in (torch.float16, torch.bfloat16):
+            raise ValueError(f"x must be float32 or float64, got {x.dtype} (cast with .float())")
+        if not x.dtype.is_floating_point:
+            raise ValueError(f"x must be a float32 or float64 tensor, got {x.dtype}")
+    else:
+        x = np.asarray(x)
+        if x.dtype.kind == "c":
+            raise ValueError(f"x must be real, got {x.dtype}")
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension, got a 0-d array")
+    dim = _norm_dim(dim, x.ndim)
+    n = x.shape[dim]
+    if pad and n >= 1 and n & (n - 1):
+        m = next_power_of_two(n)
+        if isinstance(x, torch.Tensor):
+            x = torch.nn.functional.pad(x.movedim(dim, -1), (0, m - n)).movedim(-1, dim)
+        else:
+            x = np.pad(x, [(0, m - n if d == dim else 0) for d in range(x.ndim)])
+        n = m
+    check_size(n, f"length of dim {dim} (pass pad=True to zero-pad)")
+    return x, dim, n
+
+
+def _apply(x, dim: int, order: str, scale: float):
+    perm = _perm(x.shape[dim], order)
+    if isinstance(x, torch.Tensor):
+        return _WHT.apply(x, dim, perm, scale)
+    return _transform_numpy(x, dim, perm, scale)
+
+
+def fwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = False,
+         pad: bool = False) -> Array:
+    """Fast Walsh-Hadamard transform of ``x`` along ``dim``.
+
+    Dense equivalent: with ``n = x.shape[dim]`` and ``M = transform_matrix(n, order, normalized)``
+    (``hadamard(n)``, ``walsh(n)`` or ``dyadic(n)``, times ``1/sqrt(n)`` if ``normalized``),
+    ``y = moveaxis(moveaxis(x, dim, -1) @ M.T, -1, dim)``; ``M`` is symmetric so ``M.T == M``.
+    Costs ``n log2 n`` additions per transformed vector instead of ``n**2`` multiply-adds.
+
+    Args:
+        x: NumPy array or torch tensor of any shape ``(..., n, ...)``; any strides.
+            torch: float32/float64 on cpu or cuda, differentiable. NumPy: float32/float64 kept,
+            other real dtypes computed in float64.
+        dim: the axis to transform (negative counts from the end).
+        order: ``"hadamard"`` (natural), ``"walsh"`` (sequency) or ``"dyadic"`` (Paley).
+        normalized: scale by ``1/sqrt(n)`` (orthonormal; then ``fwht`` is its own inverse).
+        pad: zero-pad a non-power-of-two ``n`` to ``next_power_of_two(n)`` (the output then has
+            the padded length); without it such an ``n`` raises ``ValueError``.
+
+    Returns:
+        Same type, dtype and device as ``x``; shape of ``x`` (padded along ``dim``), laid out
+        like ``x`` (e.g. channels_last is kept).
+    """
+    x, dim, n = _prepare(x, dim, order, pad)
+    return _apply(x, dim, order, 1.0 / math.sqrt(n) if normalized else 1.0)
+
+
+def ifwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = False,
+          pad: bool = False) -> Array:
+    """Inverse of ``fwht`` with the same arguments: ``ifwht(fwht(x, ...), ...) == x``.
+
+    Dense equivalent: ``x @ inv(M).T`` along ``dim`` with ``inv(M) = M / n`` (unnormalized) or
+    ``M`` (normalized), since ``M @ M == n * I``. Same arguments, shapes and dtypes as ``fwht``.
+    """
+    x, dim, n = _prepare(x, dim, order, pad)
+    return _apply(x, dim, order, 1.0 / math.sqrt(n) if normalized else 1.0 / n)
+
+
+def _check_dims(dims, ndim: int) -> tuple[int, int]:
+    if not isinstance(dims, (tuple, list)) or len(dims) != 2:
+        raise ValueError(f"dims must be a pair of axes, got {dims!r}")
+    d0, d1 = (_norm_dim(d, ndim) for d in dims)
+    if d0 == d1:
+        raise ValueError(f"dims must name two different axes, got {tuple(dims)}")
+    return d0, d1
+
+
+def fwht2d(x: Array, dims: tuple[int, int] = (-2, -1), order: str = "hadamard",
+           normalized: bool = False, pad: bool = False) -> Array:
+    """2-D transform: ``fwht`` along ``dims[0]`` then ``dims[1]``.
+
+    Dense equivalent for a ``(..., n0, n1)`` input and ``dims=(-2, -1)``: ``M0 @ x @ M1.T`` with
+    ``Mi = transform_matrix(ni, order, normalized)``.
+    """
+    d0, d1 = _check_dims(dims, np.ndim(x))
+    return fwht(fwht(x, d0, order, normalized, pad), d1, order, normalized, pad)
+
+
+def ifwht2d(x: Array, dims: tuple[int, int] = (-2, -1), order: str = "hadamard",
+            normalized: bool = False, pad: bool = False) -> Array:
+    """Inverse of ``fwht2d`` with the same arguments."""
+    d0, d1 = _check_dims(dims, np.ndim(x))
+    return ifwht(ifwht(x, d0, order, normalized, pad), d1, order, normalized, pad)
+
+
+def _blocked(fn, x, block_size: int, dim: int, order: str, normalized: bool):
+    block_size = check_size(block_size, "block_size")
+    dim = _norm_dim(dim, np.ndim(x))
+    length = x.shape[dim]
+    if length % block_size:
+        raise ValueError(f"length of dim {dim} must be a multiple of block_size={block_size}, "
+                         f"got {length}")
+    split = (length // block_size, block_size)
+    if isinstance(x, torch.Tensor):
+        return fn(x.unflatten(dim, split), dim + 1, order, normalized).flatten(dim, dim + 1)
+    x = np.asarray(x)
+    y = fn(x.reshape(x.shape[:dim] + split + x.shape[dim + 1:]), dim + 1, order, normalized)
+    return y.reshape(x.shape)
+
+
+def block_fwht(x: Array, block_size: int, dim: int = -1, order: str = "hadamard",
+               normalized: bool = False) -> Array:
+    """Independent ``fwht`` of each run of ``block_size`` consecutive entries along ``dim``.
+
+    Dense equivalent: ``x @ kron(eye(L // block_size), M).T`` along ``dim`` (``L = x.shape[dim]``,
+    a multiple of ``block_size``; ``M = transform_matrix(block_size, order, normalized)``).
+    """
+    return _blocked(fwht, x, block_size, dim, order, normalized)
+
+
+def block_ifwht(x: Array, block_size: int, dim: int = -1, order: str = "hadamard",
+                normalized: bool = False) -> Array:
+    """Inverse of ``block_fwht`` with the same arguments."""
+    return _blocked(ifwht, x, block_size, dim, order, normalized)

@@ -1,0 +1,53 @@
+"""CUDA FWHT kernels vs the CPU result (simulator: NUMBA_ENABLE_CUDASIM=1; sizes kept tiny)."""
+import numpy as np
+import pytest
+import torch
+from numba import cuda
+
+import mnf.transforms as T
+from mnf.transforms import cuda as K
+from mnf.transforms.fwht import _perm
+
+
+def run(x3, order, scale, shared_max=None):
+    n = x3.shape[1]
+    p = _perm(n, order)
+    p = p if p.size else np.arange(n, dtype=np.int64)
+    out = cuda.device_array_like(x3)
+    K.fwht_cuda(cuda.to_device(x3), out, cuda.to_device(p), scale, shared_max=shared_max)
+    return out.copy_to_host()
+
+
+def want(x3, order, scale):
+    return np.moveaxis(T.fwht(np.moveaxis(x3, 1, -1), order=order), -1, 1) * scale
+
+
+@pytest.mark.parametrize("order", T.ORDERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shared_max", [None, 4])  # 4 forces the multi-pass path for n > 4
+@pytest.mark.parametrize("shape", [(2, 16, 1), (1, 8, 3), (1, 32, 1), (1, 2, 1)])
+def test_kernels_match_cpu(shape, dtype, shared_max, order):
+    x3 = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(run(x3, order, 0.5, shared_max), want(x3, order, 0.5), atol=tol)
+
+
+def test_bad_arguments():
+    x = cuda.to_device(np.zeros((1, 6, 1), np.float32))
+    with pytest.raises(ValueError, match="power of two"):
+        K.fwht_cuda(x, cuda.device_array_like(x), cuda.to_device(np.arange(6)), 1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for torch")
+@pytest.mark.parametrize("order", T.ORDERS)
+def test_torch_cuda_matches_cpu(order):
+    x = torch.randn(4, 64, 3, 5, dtype=torch.float64)
+    for mf in (torch.contiguous_format, torch.channels_last):
+        xc = x.cuda().to(memory_format=mf).requires_grad_()
+        y = T.fwht(xc, dim=1, order=order, normalized=True)
+        assert y.is_cuda and y.dtype == x.dtype
+        torch.testing.assert_close(y.cpu(), T.fwht(x, dim=1, order=order, normalized=True))
+        y.sum().backward()
+        torch.testing.assert_close(xc.grad.cpu(), T.fwht(torch.ones_like(x), 1, order, True))
+    long = torch.randn(2, 8192, device="cuda")
+    torch.testing.assert_close(T.fwht(long).cpu(), T.fwht(long.cpu()), atol=1e-2, rtol=1e-4)
