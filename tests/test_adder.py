@@ -1,0 +1,234 @@
+"""Adder convolution: CPU kernels and autograd against a torch unfold oracle, contracts, adaptive lr."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as tf
+
+from mnf.adder import adder2d, cpu, reference
+from mnf.layers.adder import Adder2d, adaptive_lr, adaptive_scale
+
+
+class Oracle(torch.autograd.Function):
+    """Unfold implementation of the adder layer with AdderNet's surrogate gradients."""
+
+    @staticmethod
+    def forward(ctx, x, w, s, p, groups, sign):
+        n, c, h, wd = x.shape
+        o, cg, kh, kw = w.shape
+        oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
+        cols = tf.unfold(x, (kh, kw), padding=p, stride=s).view(n, groups, 1, cg * kh * kw, oh * ow)
+        diff = cols - w.reshape(groups, o // groups, cg * kh * kw, 1)  # (N, G, O/G, K, L): X - F
+        ctx.save_for_backward(diff)
+        ctx.conf = x.shape, w.shape, s, p, sign
+        return -diff.abs().sum(3).reshape(n, o, oh, ow)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (diff,) = ctx.saved_tensors
+        xshape, wshape, s, p, sign = ctx.conf
+        n, groups, og, k, ll = diff.shape
+        g = grad.reshape(n, groups, og, 1, ll)
+        dw = (g * (diff.sign() if sign else diff)).sum((0, 4)).reshape(wshape)
+        dcols = (g * (-diff).clamp(-1, 1)).sum(2).reshape(n, groups * k, ll)
+        dx = tf.fold(dcols, xshape[2:], wshape[2:], padding=p, stride=s)
+        return dx, dw, None, None, None, None
+
+
+def oracle(x, w, s=1, p=0, groups=1, sign=False):
+    return Oracle.apply(x, w, s, p, groups, sign)
+
+
+# (N, C, H, W, O, k, stride, padding, groups)
+CASES = [
+    (2, 3, 7, 5, 4, 3, 1, 1, 1),      # odd, non-square
+    (1, 4, 6, 9, 6, 3, 2, 1, 2),      # batch 1, stride 2, grouped
+    (3, 6, 8, 8, 6, 3, 1, 1, 6),      # depthwise
+    (2, 5, 9, 4, 5, 3, 2, 2, 5),      # depthwise, stride 2, big padding
+    (2, 8, 5, 5, 12, 1, 1, 0, 1),     # pointwise
+    (1, 4, 5, 7, 8, 2, 3, 0, 4),      # even kernel, stride 3, 1 in / 2 out channels per group
+    (2, 6, 4, 4, 3, 4, 1, 0, 3),      # kernel == input, grouped 2 -> 1
+    (2, 4, 3, 3, 4, 5, 1, 1, 1),      # kernel larger than input, fits the padded input
+]
+
+
+def _data(case, dtype=torch.float64, seed=0):
+    n, c, h, w, o, k, s, p, g = case
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=gen, dtype=dtype)
+    wt = torch.randn(o, c // g, k, k, generator=gen, dtype=dtype)
+    return x, wt, s, p, g
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("filter_grad", ["full", "sign"])
+def test_autograd_matches_oracle(case, filter_grad):
+    x, w, s, p, g = _data(case)
+    x1, w1 = x.clone().requires_grad_(), w.clone().requires_grad_()
+    x2, w2 = x.clone().requires_grad_(), w.clone().requires_grad_()
+    y1 = adder2d(x1, w1, s, p, g, filter_grad)
+    y2 = oracle(x2, w2, s, p, g, filter_grad == "sign")
+    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(y1)
+    y1.backward(grad)
+    y2.backward(grad)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(w1.grad, w2.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES[:3] + CASES[4:5])
+def test_reference_matches_oracle(case):
+    x, w, s, p, g = _data(case, seed=1)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    y = oracle(xr, wr, s, p, g)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    xn, wn, gn = x.numpy(), w.numpy(), grad.numpy()
+    np.testing.assert_allclose(reference.forward(xn, wn, s, p, g), y.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(reference.grad_input(xn, wn, gn, s, p, g), xr.grad.numpy(), atol=1e-12)
+    np.testing.assert_allclose(reference.grad_weight(xn, wn, gn, s, p, g), wr.grad.numpy(), atol=1e-12)
+
+
+def test_float32_and_channels_last_match_float64():
+    x, w, s, p, g = _data(CASES[0])
+    y64 = adder2d(x, w, s, p, g)
+    x32 = x.float().contiguous(memory_format=torch.channels_last).requires_grad_()
+    w32 = w.float().requires_grad_()
+    y32 = adder2d(x32, w32, s, p, g)
+    assert y32.dtype == torch.float32
+    torch.testing.assert_close(y32.double(), y64, rtol=1e-5, atol=1e-4)
+    y32.sum().backward()
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    oracle(xr, wr, s, p, g).sum().backward()
+    torch.testing.assert_close(x32.grad.double(), xr.grad, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(w32.grad.double(), wr.grad, rtol=1e-5, atol=1e-4)
+
+
+def test_hand_computed_example():
+    x = torch.tensor([[[[0.0, 2.0, 1.0], [-1.0, 0.5, 3.0]]]], dtype=torch.float64, requires_grad=True)
+    f = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=torch.float64, requires_grad=True)
+    y = adder2d(x, f)  # windows: columns 0-1 and 1-2
+    torch.testing.assert_close(y.detach(), torch.tensor([[[[-4.5, -4.5]]]], dtype=torch.float64))
+    y.backward(torch.tensor([[[[1.0, 2.0]]]], dtype=torch.float64))
+    # dF = 1 * (X0 - F) + 2 * (X1 - F) with X0 - F = [[-1, 2], [-1, -.5]], X1 - F = [[1, 1], [.5, 2]]
+    torch.testing.assert_close(f.grad, torch.tensor([[[[1.0, 4.0], [0.0, 3.5]]]], dtype=torch.float64))
+    # dX = 1 * HT(F - X0) on columns 0-1 + 2 * HT(F - X1) on columns 1-2
+    torch.testing.assert_close(x.grad, torch.tensor([[[[1.0, -3.0, -2.0], [1.0, -0.5, -2.0]]]],
+                                                    dtype=torch.float64))
+    f.grad = None
+    adder2d(x, f, filter_grad="sign").backward(torch.tensor([[[[1.0, 2.0]]]], dtype=torch.float64))
+    torch.testing.assert_close(f.grad, torch.tensor([[[[1.0, 3.0], [1.0, 1.0]]]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[3]])
+def test_padding_is_explicit_zero_padding(case):
+    x, w, s, p, g = _data(case, seed=2)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya = adder2d(xa, w, s, p, g)
+    yb = adder2d(tf.pad(xb, (p, p, p, p)), w, s, 0, g)
+    torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(ya)
+    ya.backward(grad)
+    yb.backward(grad)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_kernels_direct_numpy():
+    x, w, s, p, g = _data(CASES[1], seed=3)
+    xn, wn = x.numpy(), w.numpy()
+    y = cpu.forward(xn, wn, s, p, g)
+    gn = np.random.default_rng(0).standard_normal(y.shape)
+    np.testing.assert_allclose(y, reference.forward(xn, wn, s, p, g), rtol=1e-12)
+    np.testing.assert_allclose(cpu.grad_input(xn, wn, gn, s, p, g), reference.grad_input(xn, wn, gn, s, p, g),
+                               atol=1e-12)
+    np.testing.assert_allclose(cpu.grad_weight(xn, wn, gn, s, p, g, True),
+                               reference.grad_weight(xn, wn, gn, s, p, g, True), atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kw, match", [
+    ((2, 3, 8, 8), (4, 3, 3, 3), dict(groups=2), "divisible by groups"),
+    ((3, 8, 8), (4, 3, 3, 3), {}, "rank 4"),
+    ((2, 3, 8, 8), (4, 3, 3), {}, "rank 4"),
+    ((2, 3, 4, 4), (4, 3, 7, 7), dict(padding=1), "larger than the padded input"),
+    ((2, 6, 8, 8), (4, 4, 3, 3), dict(groups=2), "expected 8"),
+    ((2, 3, 8, 8), (4, 3, 3, 3), dict(stride=0), "stride"),
+    ((2, 3, 8, 8), (4, 3, 3, 3), dict(filter_grad="l2"), "filter_grad"),
+])
+def test_bad_input_raises(x_shape, w_shape, kw, match):
+    with pytest.raises(ValueError, match=match):
+        adder2d(torch.zeros(x_shape), torch.zeros(w_shape), **kw)
+
+
+def test_bad_dtype_and_layer_errors():
+    with pytest.raises(ValueError, match="float32"):
+        adder2d(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 1, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="divisible"):
+        Adder2d(6, 4, 3, groups=4)
+    layer = Adder2d(3, 4, 3, padding=1)
+    with pytest.raises(ValueError, match=r"got input of shape \(1, 5, 8, 8\), expected \(N, 3, H, W\)"):
+        layer(torch.zeros(1, 5, 8, 8))
+
+
+def test_layer_shapes_bias_and_depthwise():
+    layer = Adder2d(8, 8, 3, stride=2, padding=1, groups=8, bias=True)
+    assert layer.weight.shape == (8, 1, 3, 3)
+    x = torch.randn(2, 8, 9, 10)
+    with torch.no_grad():
+        layer.bias.fill_(1.5)
+    y = layer(x)
+    assert y.shape == (2, 8, 5, 5)
+    torch.testing.assert_close(y, oracle(x, layer.weight.detach(), 2, 1, 8) + 1.5, rtol=1e-5, atol=1e-4)
+    assert "groups=8" in repr(layer)
+
+
+def test_adaptive_lr_hooks_scale_only_adder_weights():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(Adder2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), Adder2d(4, 4, 1),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 2))
+    x = torch.randn(2, 3, 5, 5)
+
+    def grads():
+        model.zero_grad()
+        model(x).square().sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    raw = grads()
+    handles = adaptive_lr(model, eta=0.3)
+    assert len(handles) == 2
+    scaled = grads()
+    for i, (a, b) in enumerate(zip(raw, scaled)):
+        if i in (0, 3):  # the two adder weights
+            alpha = 0.3 * a.numel() ** 0.5 / a.norm()
+            torch.testing.assert_close(b, alpha * a)
+            torch.testing.assert_close(b.norm(), torch.tensor(0.3 * a.numel() ** 0.5))
+        else:
+            torch.testing.assert_close(b, a)
+    for h in handles:
+        h.remove()
+    for a, b in zip(raw, grads()):
+        torch.testing.assert_close(b, a)
+
+
+def test_adaptive_lr_with_sgd_step_and_zero_grad():
+    layer = Adder2d(1, 1, 1)
+    adaptive_lr(layer, eta=0.2)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    before = layer.weight.detach().clone()
+    g = layer(torch.zeros(1, 1, 2, 2)).sum()
+    g.backward()
+    opt.step()  # |grad| = eta * sqrt(1): the filter moves by exactly gamma * eta
+    torch.testing.assert_close((layer.weight.detach() - before).abs(), torch.full_like(before, 0.1 * 0.2))
+    assert torch.equal(adaptive_scale(torch.zeros(3)), torch.zeros(3))
+    with pytest.raises(ValueError, match="eta"):
+        adaptive_lr(layer, eta=0.0)
+
+
+def test_ptx_compiles_for_every_cuda_kernel():
+    from numba import cuda as ncuda
+
+    from mnf.adder import cuda as kernels
+
+    sigs = kernels.signatures()
+    assert len(sigs) == 6
+    for kernel, sig in sigs:
+        ptx, _ = ncuda.compile_ptx(kernel.py_func, sig, cc=(7, 5))
+        assert ".entry" in ptx or ".visible .entry" in ptx
