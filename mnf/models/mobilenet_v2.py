@@ -1,0 +1,148 @@
+"""MobileNetV2 (Sandler et al. 2018) in its ImageNet and CIFAR layouts, with per-role layer policies.
+
+Stages ``(t, c, n, s)`` = expansion, output channels, blocks, stride of the first block
+(Table 3.1 of seed 000)::
+
+    (1, 16, 1, 1) (6, 24, 2, 2) (6, 32, 3, 2) (6, 64, 4, 2) (6, 96, 3, 1) (6, 160, 3, 2) (6, 320, 1, 1)
+
+``layout="imagenet"`` is torchvision's arrangement: stem 3×3 conv stride 2 to 32 channels, no
+expansion conv when t = 1, a residual only when stride 1 and channels equal, ReLU6, last 1×1 conv
+to 1280, global average pool, dropout 0.2, linear.  ``layout="cifar"`` is the kuangliu
+pytorch-cifar arrangement used by seed 002: stem stride 1, 24-channel stage stride 1, an
+expansion conv in every block (also t = 1), a 1×1 conv + BN shortcut in stride-1 blocks whose
+channels change, ReLU, no dropout.
+
+Parameter counts (verified in tests/test_models.py):
+
+=====================================================  ==========  ===========
+model                                                  10 classes  100 classes
+=====================================================  ==========  ===========
+imagenet layout                                        2,236,682
+imagenet layout, ``last="wht"`` minus the WHT layer    1,814,922
+cifar layout                                           2,296,922   2,412,212
+=====================================================  ==========  ===========
+
+``last="wht"`` drops the 320→1280 conv (409,600) and its BN (2,560) and shrinks the classifier
+from 1280·10+10 to 320·10+10 (−9,600): 2,236,682 − 422,160 = 1,814,922, exactly seed 000's
+"Mobilenetv2 + FWHT" figure.  So seed 000's count leaves the WHT layer itself out (its trainable
+thresholds); with our ``WHTPointwise(320, 320)`` the total is 1,814,922 plus that layer's own
+parameters (see ``mobilenet_v2(last="wht")`` and the test).
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mnf.models.policy import DEPTHWISE, LAST, POINTWISE, check, depthwise, pointwise
+
+STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+LAYOUTS = ("imagenet", "cifar")
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round ``value`` to a multiple of ``divisor`` without going below 90 % of it (torchvision)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class InvertedResidual(nn.Module):
+    """``[1×1 expand, BN, act] → 3×3 depthwise, BN, act → 1×1 project, BN`` (+ shortcut).
+
+    ``(N, cin, H, W) -> (N, cout, H/stride, W/stride)``; ``size`` is the input ``H`` (= ``W``).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int, t: int, size: int, layout: str,
+                 pw: str, dw: str, act: type[nn.Module]):
+        super().__init__()
+        hidden = cin * t
+        layers: list[nn.Module] = []
+        if t != 1 or layout == "cifar":
+            layers += [pointwise(pw, cin, hidden), nn.BatchNorm2d(hidden), act()]
+        layers += [depthwise(dw, hidden, stride, size), nn.BatchNorm2d(hidden), act()]
+        layers += [pointwise(pw, hidden, cout), nn.BatchNorm2d(cout)]
+        self.body = nn.Sequential(*layers)
+        self.shortcut: nn.Module | None = None
+        if stride == 1 and cin == cout:
+            self.shortcut = nn.Identity()
+        elif stride == 1 and layout == "cifar":
+            self.shortcut = nn.Sequential(pointwise(pw, cin, cout), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.body(x)
+        return y if self.shortcut is None else y + self.shortcut(x)
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2: ``(N, 3, S, S)`` float images → ``(N, num_classes)`` logits.  See the module doc."""
+
+    def __init__(self, *, layout: str = "cifar", width: float = 1.0, num_classes: int = 10,
+                 pointwise: str = "conv", depthwise: str = "conv", last: str = "conv",
+                 blocks: tuple[int, ...] | list[int] | None = None, stem_stride: int | None = None,
+                 input_size: int = 32, dropout: float | None = None):
+        super().__init__()
+        check("layout", layout, LAYOUTS)
+        check("pointwise", pointwise, POINTWISE)
+        check("depthwise", depthwise, DEPTHWISE)
+        check("last", last, LAST)
+        blocks = [n for _, _, n, _ in STAGES] if blocks is None else list(blocks)
+        if len(blocks) != len(STAGES) or min(blocks) < 1:
+            raise ValueError(f"blocks must be {len(STAGES)} positive stage depths, got {blocks}")
+        if width <= 0:
+            raise ValueError(f"width must be > 0, got {width}")
+        cifar = layout == "cifar"
+        stem_stride = (1 if cifar else 2) if stem_stride is None else stem_stride
+        dropout = (0.0 if cifar else 0.2) if dropout is None else dropout
+        act = nn.ReLU if cifar else nn.ReLU6
+        cin = make_divisible(32 * width)
+        size = -(-input_size // stem_stride)
+        layers: list[nn.Module] = [nn.Conv2d(3, cin, 3, stem_stride, 1, bias=False), nn.BatchNorm2d(cin), act()]
+        for i, ((t, c, _, s), n) in enumerate(zip(STAGES, blocks)):
+            s = 1 if cifar and i == 1 else s
+            cout = make_divisible(c * width)
+            for j in range(n):
+                stride = s if j == 0 else 1
+                layers.append(InvertedResidual(cin, cout, stride, t, size, layout, pointwise, depthwise, act))
+                cin, size = cout, -(-size // stride)
+        if last == "conv":
+            features = make_divisible(1280 * max(1.0, width))
+            layers += [nn.Conv2d(cin, features, 1, bias=False), nn.BatchNorm2d(features), act()]
+        else:
+            from mnf.layers.wht import WHTPointwise
+            features = cin
+            layers.append(WHTPointwise(cin, cin))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(features, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.dropout(self.pool(self.features(x)).flatten(1)))
+
+
+def mobilenet_v2(layout: str = "cifar", width: float = 1.0, num_classes: int = 10, *,
+                 pointwise: str = "conv", depthwise: str = "conv", last: str = "conv",
+                 blocks: tuple[int, ...] | list[int] | None = None, stem_stride: int | None = None,
+                 input_size: int | None = None, dropout: float | None = None) -> MobileNetV2:
+    """Build a :class:`MobileNetV2`.
+
+    layout       ``"imagenet"`` (torchvision) or ``"cifar"`` (kuangliu / seed 002).
+    width        width multiplier; channels are ``make_divisible(c · width, 8)``.
+    num_classes  size of the classifier output.
+    pointwise    expansion / projection / shortcut 1×1 layers: ``"conv" | "wht" | "adder"``.
+    depthwise    3×3 depthwise layers: ``"conv" | "adder" | "wht2d"``.
+    last         the last 1×1 (320→1280) conv + BN + act: ``"conv"``, or ``"wht"``: a
+                 ``WHTPointwise(320, 320)`` and the classifier on 320 features (seed 000).
+    blocks       blocks per stage (7 numbers), default ``(1, 2, 3, 4, 3, 3, 1)``.
+    stem_stride  stride of the stem conv, default 2 (imagenet) / 1 (cifar).
+    input_size   image side the model is built for (only ``"wht2d"`` needs it), default 224 / 32.
+    dropout      before the classifier, default 0.2 (imagenet) / 0 (cifar).
+
+    The model carries ``model.arch = {"name": "mobilenet_v2", "kwargs": {...}}`` so a checkpoint
+    can rebuild it with :func:`mnf.models.build`.
+    """
+    input_size = (32 if layout == "cifar" else 224) if input_size is None else input_size
+    kwargs = dict(layout=layout, width=width, num_classes=num_classes, pointwise=pointwise,
+                  depthwise=depthwise, last=last, blocks=None if blocks is None else list(blocks),
+                  stem_stride=stem_stride, input_size=input_size, dropout=dropout)
+    model = MobileNetV2(**kwargs)
+    model.arch = {"name": "mobilenet_v2", "kwargs": kwargs}
+    return model

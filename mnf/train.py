@@ -1,0 +1,296 @@
+"""The trainer: SGD + cosine / SGDR schedule on tensors that stay on the device.
+
+    history = fit(model, load_cifar10(), epochs=10, out="runs/a")   # resumable from runs/a
+    evaluate(model, images, labels).accuracy
+
+One loop, no callbacks: each step takes a shuffled, augmented batch from :func:`mnf.data.batches`,
+sets the learning rate of that step, runs forward / backward / SGD step.  Weight decay applies
+to weights with ``dim > 1`` only (not to BN parameters or biases).  The learning rate per step
+``i`` of ``T`` (``t`` = epochs done, fractional):
+
+- ``"cosine"``: ``lr · ½(1 + cos(π i / T))``
+- ``"sgdr"``: warm restarts (Loshchilov & Hutter 2017; seed 000 §3.4): the same cosine within
+  periods of ``sgdr_t0``, ``sgdr_t0·sgdr_mult``, ... epochs, jumping back to ``lr`` at each
+  restart.  Default ``sgdr_t0 = epochs / (1 + mult + mult²)``: three periods ending at the end.
+- ``"constant"``: ``lr``.
+
+With ``out`` the run writes ``history.json``, ``history.csv`` and ``checkpoint.pt`` there after
+every epoch (atomically: temp file + ``os.replace``).  The checkpoint holds the architecture
+(``model.arch``), weights, optimizer, step and RNG states, so ``fit(..., resume=True)`` continues
+to exactly the weights an uninterrupted run reaches (on CPU).  Under ``torchrun`` (a process
+group initialised, see :func:`setup_distributed`) the model is wrapped in DistributedDataParallel,
+every rank draws the same batch and trains on its slice, BN buffers are re-synchronised from
+rank 0 after every epoch, and only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from mnf.metrics import Evaluation, evaluate, plot_confusion, plot_history
+
+SCHEDULES = ("cosine", "sgdr", "constant")
+COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "time", "images_per_s")
+
+
+@dataclass
+class History:
+    """Per-epoch rows with :data:`COLUMNS`; ``history["test_acc"]`` is one column as a list."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> list[float]:
+        if key not in COLUMNS:
+            raise KeyError(f"{key!r} is not a history column; valid: {', '.join(COLUMNS)}")
+        return [row[key] for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def save(self, out: str | os.PathLike) -> None:
+        """Write ``out/history.json`` and ``out/history.csv``."""
+        out = Path(out)
+        _atomic(out / "history.json", lambda p: p.write_text(json.dumps(self.rows, indent=1)))
+
+        def write_csv(p: Path) -> None:
+            with open(p, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=COLUMNS)
+                writer.writeheader()
+                writer.writerows(self.rows)
+        _atomic(out / "history.csv", write_csv)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "History":
+        """Read a ``history.json`` (a file, or the directory holding it)."""
+        path = Path(path)
+        return cls(json.loads((path / "history.json" if path.is_dir() else path).read_text()))
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def lr_at(step: int, total_steps: int, steps_per_epoch: int, lr: float, schedule: str,
+          sgdr_t0: float, sgdr_mult: float) -> float:
+    """Learning rate of optimisation step ``step`` (0-based) of ``total_steps``; see the module doc."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+    t, period = step / steps_per_epoch, sgdr_t0
+    while t >= period - 1e-9:
+        t, period = t - period, period * sgdr_mult
+    return lr * 0.5 * (1 + math.cos(math.pi * t / period))
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """Join the torchrun process group if ``WORLD_SIZE > 1`` (gloo on CPU, nccl on GPU).
+
+    Returns ``(rank, world_size, device)``; ``(0, 1, cuda or cpu)`` outside torchrun.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    return rank, world, device
+
+
+def _unpack(data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    if isinstance(data, (tuple, list)) and len(data) == 4:
+        return tuple(data)  # type: ignore[return-value]
+    names = ("train_images", "train_labels", "test_images", "test_labels")
+    if all(hasattr(data, n) for n in names):
+        return tuple(getattr(data, n) for n in names)  # type: ignore[return-value]
+    raise ValueError("data must be (train_images, train_labels, test_images, test_labels) "
+                     f"or an object with those attributes (mnf.data.load_cifar10()), got {type(data).__name__}")
+
+
+def check_arch(saved: Any, model: nn.Module, path: Path) -> None:
+    """Refuse a checkpoint whose architecture differs from ``model.arch``."""
+    current = getattr(model, "arch", None)
+    if saved != current:
+        raise ValueError(f"checkpoint {path} was written for architecture {saved}, but the model is "
+                         f"{current}; build the matching model (mnf.models.build(**arch)), or use "
+                         "another out directory / resume=False")
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint was written for and load its weights; returns ``(model, checkpoint)``."""
+    from mnf.models import build
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - corrupt or foreign files
+        raise ValueError(f"{path} is not a readable mnf checkpoint: {error}") from error
+    if not isinstance(ckpt, dict) or "model" not in ckpt or not ckpt.get("arch"):
+        raise ValueError(f"{path} is not an mnf checkpoint with an architecture (keys: "
+                         f"{sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__})")
+    model = build(ckpt["arch"]["name"], **ckpt["arch"]["kwargs"]).to(device)
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt
+
+
+def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: float = 0.1,
+        momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
+        schedule: str = "cosine", sgdr_t0: float | None = None, sgdr_mult: float = 2,
+        label_smoothing: float = 0.0, adder_eta: float | None = 0.2, augment: bool = True,
+        device: torch.device | str | None = None, channels_last: bool = False, amp: bool | None = None,
+        seed: int = 0, out: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
+        eval_every: int = 1, stop_after: int | None = None) -> History:
+    """Train ``model`` in place with SGD and return its :class:`History` (see the module doc).
+
+    data        ``(train_images, train_labels, test_images, test_labels)``: uint8 ``(N, 3, H, W)``
+                and int64 ``(N,)`` tensors, or the :func:`mnf.data.load_cifar10` object.
+    adder_eta   adaptive learning-rate factor of ``Adder2d`` layers (``mnf.layers.adder.adaptive_lr``),
+                applied when the model has any; ``None`` disables it.
+    amp         mixed precision; default on for CUDA (bf16 if supported, else fp16 + GradScaler).
+    eval_every  evaluate on the test set every this many epochs (and after the last); NaN otherwise.
+    stop_after  leave after this many epochs of this call (the checkpoint lets a later call go on).
+    """
+    from mnf.data import batches
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(map(repr, SCHEDULES))}")
+    if epochs < 1 or batch_size < 1 or eval_every < 1:
+        raise ValueError(f"epochs, batch_size and eval_every must be >= 1, got {epochs}, {batch_size}, {eval_every}")
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the {world} processes")
+    device = torch.device(device) if device is not None else (
+        torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu"))
+    train_x, train_y, test_x, test_y = (t.to(device) for t in _unpack(data))
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation, same on every rank
+
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD([{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+                                 {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+                                lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+    use_amp = device.type == "cuda" if amp is None else amp
+    amp_dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    drop_last = len(train_x) >= batch_size
+    steps_per_epoch = len(train_x) // batch_size if drop_last else 1
+    total_steps = steps_per_epoch * epochs
+    sgdr_t0 = epochs / (1 + sgdr_mult + sgdr_mult ** 2) if sgdr_t0 is None else sgdr_t0
+
+    history, start, step = History(), 0, 0
+    path = Path(out) / "checkpoint.pt" if out is not None else None
+    if path is not None and resume and path.is_file():
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        check_arch(ckpt.get("arch"), model, path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        history, start, step = History(ckpt["history"]), ckpt["epoch"], ckpt["step"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        generator.set_state(ckpt["rng"]["generator"])
+        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+    if path is not None and rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    hooks = []
+    if adder_eta is not None and any(type(m).__name__ == "Adder2d" for m in model.modules()):
+        from mnf.layers.adder import adaptive_lr
+        hooks = list(adaptive_lr(model, eta=adder_eta))
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if distributed else model
+    stop = epochs if stop_after is None else min(epochs, start + stop_after)
+    bar = None
+    if progress and rank == 0 and stop > start:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=(stop - start) * steps_per_epoch, unit="step", dynamic_ncols=True)
+    try:
+        for epoch in range(start, stop):
+            net.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen, tic = 0, time.perf_counter()
+            for x, y in batches(train_x, train_y, batch_size, shuffle=True, augment=augment,
+                                generator=generator, drop_last=drop_last):
+                if world > 1:
+                    share = len(x) // world
+                    x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                rate = lr_at(step, total_steps, steps_per_epoch, lr, schedule, sgdr_t0, sgdr_mult)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    logits = net(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+                seen += len(y) * world
+                step += 1
+                if bar is not None:
+                    bar.update()
+                    if step % 10 == 0 or seen >= len(train_x) - batch_size:
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum.item() * world / seen:.3f}",
+                                        acc=f"{correct.item() * world / seen:.3f}",
+                                        img_s=f"{seen / (time.perf_counter() - tic):.0f}", refresh=False)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - tic
+            if distributed:
+                for buffer in model.buffers():
+                    dist.broadcast(buffer, 0)
+                totals = torch.stack([loss_sum, correct.to(loss_sum.dtype)])
+                dist.all_reduce(totals)
+                loss_sum, correct = totals[0], totals[1]
+            row = dict(epoch=epoch + 1, lr=rate, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
+                       test_loss=math.nan, test_acc=math.nan, time=elapsed, images_per_s=seen / elapsed)
+            if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+                result = evaluate(model, test_x, test_y, device=device, channels_last=channels_last)
+                row.update(test_loss=result.loss, test_acc=result.accuracy)
+            history.rows.append(row)
+            if bar is not None:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
+                                test_acc=f"{row['test_acc']:.3f}", img_s=f"{row['images_per_s']:.0f}")
+            if path is not None and rank == 0:
+                ckpt = {"arch": getattr(model, "arch", None), "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                        "epoch": epoch + 1, "step": step, "history": history.rows,
+                        "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state(),
+                                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                        "config": dict(epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed,
+                                       weight_decay=weight_decay, label_smoothing=label_smoothing)}
+                _atomic(path, lambda p: torch.save(ckpt, p))
+                history.save(path.parent)
+    finally:
+        if bar is not None:
+            bar.close()
+        for h in hooks:
+            h.remove()
+    return history
+
+
+__all__ = ["COLUMNS", "Evaluation", "History", "SCHEDULES", "evaluate", "fit", "load_checkpoint", "lr_at",
+           "plot_confusion", "plot_history", "setup_distributed"]
