@@ -1,23 +1,33 @@
 """Numba CPU kernels for the adder convolution (same contracts as :mod:`mnf.adder.reference`).
 
-Layout: the input is packed once into a zero-padded channels-last copy ``xp`` (N, H+2p, W+2p, C),
-so every innermost loop walks contiguous memory and LLVM vectorises it. Nothing of size
-(C*kh*kw, N*L) is ever built; the only scratch is one output row per thread and, for the filter
-gradient, one partial filter gradient per thread. Two kernel families:
+Channels-last inner loops: every innermost loop walks channels contiguous in memory, so LLVM
+vectorises it. Nothing of size (C*kh*kw, N*L) is ever built. Two kernel families:
 
-- *dense* (any ``groups`` with more than one channel per group): filters are repacked
+- *dense* (any ``groups`` with more than one channel per group): the input is packed once into a
+  zero-padded channels-last copy ``xp`` (N, H+2p, W+2p, C); filters are repacked
   ``(G, kh, kw, C/G, O/G)`` for the forward pass (innermost loop over output channels) and
-  ``(G, kh, kw, O/G, C/G)`` for both gradients (innermost loop over input channels).
-- *depthwise* (``groups == C == O``): filters ``(kh, kw, C)``; innermost loop over channels.
+  ``(G, kh, kw, O/G, C/G)`` for both gradients (innermost loop over input channels). Scratch:
+  one output row per thread and, for the filter gradient, one partial gradient per thread.
+- *depthwise* (``groups == C == O``): filters ``(kh, kw, C)``. No full-size copy at all: each
+  thread packs the few input (and output-gradient) rows of one band of rows at a time into a
+  channels-last scratch buffer (zero padding included) that stays in cache, and writes its
+  results straight into the (N, C, H, W) output.
 
-Rows ``(n, y)`` of the output (forward, filter gradient) or of the input (input gradient, a
-gather so no two threads write the same element) are spread over threads with ``prange``.
-All functions take NumPy arrays of one float dtype (float32 or float64), any strides, already
-validated by :func:`mnf.adder.adder2d`; they return new C-contiguous arrays.
+Rows of the output (forward, filter gradient) or of the input (input gradient, a gather so no
+two threads write the same element) are spread over threads; small calls run on one thread
+(see ``SERIAL_WORK``). All functions take NumPy arrays of one float dtype (float32 or float64),
+any strides, already validated by :func:`mnf.adder.adder2d`; they return new C-contiguous arrays.
 """
+import contextlib
+
 import numba
 import numpy as np
 from numba import njit, prange
+
+# Element operations (|x - f| terms) below which one thread runs the kernel: about 0.5 ms of
+# work, where waking the thread pool stops paying off (and on a shared machine a parallel
+# region can wait a whole scheduler time slice for a descheduled worker).
+SERIAL_WORK = 1 << 22
 
 
 @njit(cache=True)
@@ -54,24 +64,6 @@ def _fwd_dense(xp, wt, s, oh, ow, out):
             for k in range(og):
                 for q in range(ow):
                     out[b, g * og + k, y, q] = -acc[q, k]
-
-
-@njit(parallel=True, cache=True)
-def _fwd_dw(xp, wd, s, oh, ow, out):
-    """Depthwise: out[n, c, y, x] = -sum_{i,j} |xp[n, ys+i, xs+j, c] - wd[i, j, c]|."""
-    n, c = xp.shape[0], xp.shape[3]
-    kh, kw = wd.shape[0], wd.shape[1]
-    for r in prange(n * oh):
-        b, y = r // oh, r % oh
-        acc = np.zeros((ow, c), xp.dtype)
-        for q in range(ow):
-            for i in range(kh):
-                for j in range(kw):
-                    for ch in range(c):
-                        acc[q, ch] += abs(xp[b, y * s + i, q * s + j, ch] - wd[i, j, ch])
-        for ch in range(c):
-            for q in range(ow):
-                out[b, ch, y, q] = -acc[q, ch]
 
 
 @njit(cache=True)
@@ -113,32 +105,6 @@ def _gin_dense(xp, wb, grad, s, p, one, dx):
                 dx[b, ch, yy, q] = acc[q, ch]
 
 
-@njit(parallel=True, cache=True)
-def _gin_dw(xp, wd, gt, s, p, one, dx):
-    """Depthwise input gradient; ``gt`` is the output gradient channels-last (N, OH, OW, C)."""
-    n, c, h, w = dx.shape
-    kh, kw = wd.shape[0], wd.shape[1]
-    oh, ow = gt.shape[1], gt.shape[2]
-    for r in prange(n * h):
-        b, yy = r // h, r % h
-        acc = np.zeros((w, c), xp.dtype)
-        for q in range(w):
-            for i in range(kh):
-                y = _tap(yy + p - i, s, oh)
-                if y < 0:
-                    continue
-                for j in range(kw):
-                    x = _tap(q + p - j, s, ow)
-                    if x < 0:
-                        continue
-                    for ch in range(c):
-                        d = wd[i, j, ch] - xp[b, yy + p, q + p, ch]
-                        acc[q, ch] += gt[b, y, x, ch] * _ht(d, one)
-        for ch in range(c):
-            for q in range(w):
-                dx[b, ch, yy, q] = acc[q, ch]
-
-
 @njit(cache=True)
 def _ht(d, one):
     """HardTanh as two selects (Python's min/max keep NaN rules that stop vectorisation)."""
@@ -148,7 +114,8 @@ def _ht(d, one):
 
 @njit(cache=True)
 def _sgn(d, one):
-    return 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
+    """sign(d) in d's dtype (float literals would widen float32 arithmetic to float64)."""
+    return one if d > 0 else (-one if d < 0 else one - one)
 
 
 @njit(parallel=True, cache=True)
@@ -181,28 +148,166 @@ def _gw_dense(xp, wb, grad, s, sign, one, part):
         part[t] = acc
 
 
+# Depthwise kernels. They read the (N, C, H, W) input where it lies: each unit of work (an image
+# and a band of BAND rows) packs just the rows it needs, channels last, into a per-thread scratch
+# buffer that stays in cache, so no full-size copy of the input or output gradient is ever made.
+BAND = 8
+
+
+@njit(cache=True)
+def _rows_cl(a, b, r0, p, out):
+    """Rows ``r0 ..`` of image ``b`` of ``a`` (N, C, H, W) channels last into ``out`` (R, W+2p, C):
+    ``out[r, p+q, c] = a[b, c, r0+r, q]``; padding columns and rows outside ``[0, H)`` are zero."""
+    c, h, w = a.shape[1], a.shape[2], a.shape[3]
+    for r in range(out.shape[0]):
+        if r0 + r < 0 or r0 + r >= h:
+            out[r] = 0
+            continue
+        out[r, :p] = 0
+        out[r, p + w:] = 0
+        o = out[r]
+        for ch in range(c):  # contiguous reads, strided writes: 3x faster than the other order
+            src = a[b, ch, r0 + r]
+            for q in range(w):
+                o[p + q, ch] = src[q]
+
+
+@njit(cache=True)
+def _store_row(acc, scale, b, y, out):
+    """out[b, c, y, q] = scale * acc[q, c]: one channels-last row back to (N, C, H, W)."""
+    for ch in range(acc.shape[1]):
+        for q in range(acc.shape[0]):
+            out[b, ch, y, q] = scale * acc[q, ch]
+
+
+@njit(cache=True)
+def _units(t, nt, n, size):
+    """Thread ``t``'s share ``[u0, u1)`` of the ``n * nb`` units (image, band of rows of ``size``)."""
+    nb = (size + BAND - 1) // BAND
+    return t * n * nb // nt, (t + 1) * n * nb // nt, nb
+
+
+@njit(cache=True)
+def _band(u, nb, size):
+    """Image and row range ``[r0, r1)`` of unit ``u`` when each image is cut into ``nb`` bands."""
+    b, r0 = u // nb, (u % nb) * BAND
+    return b, r0, min(r0 + BAND, size)
+
+
+@njit(cache=True)
+def _fwd_dw_band(xs, wd, s, y0, y1, acc, b, out):
+    """Output rows ``[y0, y1)`` of image ``b`` from its packed input rows ``xs``."""
+    kh, kw, c = wd.shape
+    for y in range(y0, y1):
+        acc[:] = 0
+        for q in range(acc.shape[0]):
+            a = acc[q]
+            for i in range(kh):
+                for j in range(kw):
+                    xr, wr = xs[(y - y0) * s + i, q * s + j], wd[i, j]
+                    for ch in range(c):
+                        a[ch] += abs(xr[ch] - wr[ch])
+        _store_row(acc, -1, b, y, out)
+
+
 @njit(parallel=True, cache=True)
-def _gw_dw(xp, wd, gt, s, sign, one, part):
-    """Depthwise filter gradient partials part[t, i, j, c]; ``gt`` channels-last (N, OH, OW, C)."""
-    n, c = xp.shape[0], xp.shape[3]
+def _fwd_dw(x, wd, s, p, nt, out):
+    """out[n, c, y, x] = -sum_{i,j} |Xp[n, c, ys+i, xs+j] - wd[i, j, c]| (Xp zero padded by p)."""
+    n, c, w = x.shape[0], x.shape[1], x.shape[3]
+    kh = wd.shape[0]
+    oh, ow = out.shape[2], out.shape[3]
+    for t in prange(nt):  # nt from the caller: numba.get_num_threads() here defeats caching
+        u0, u1, nb = _units(t, nt, n, oh)
+        xs = np.empty(((min(BAND, oh) - 1) * s + kh, w + 2 * p, c), x.dtype)
+        acc = np.empty((ow, c), x.dtype)
+        for u in range(u0, u1):
+            b, y0, y1 = _band(u, nb, oh)
+            rows = xs[:(y1 - y0 - 1) * s + kh]
+            _rows_cl(x, b, y0 * s - p, p, rows)
+            _fwd_dw_band(rows, wd, s, y0, y1, acc, b, out)
+
+
+@njit(cache=True)
+def _gin_dw_band(xs, wd, gs, g0, s, p, r0, r1, one, acc, b, dx):
+    """Input-gradient rows ``[r0, r1)`` of image ``b``: a gather over the taps that read them,
+    from the packed input rows ``xs`` and output-gradient rows ``gs`` (from row ``g0``)."""
+    kh, kw, c = wd.shape
+    oh, ow = (dx.shape[2] + 2 * p - kh) // s + 1, (dx.shape[3] + 2 * p - kw) // s + 1
+    for yy in range(r0, r1):
+        acc[:] = 0
+        for q in range(acc.shape[0]):
+            a, xr = acc[q], xs[yy - r0, q]
+            for i in range(kh):
+                y = _tap(yy + p - i, s, oh)
+                if y < 0:
+                    continue
+                for j in range(kw):
+                    xq = _tap(q + p - j, s, ow)
+                    if xq < 0:
+                        continue
+                    gr, wr = gs[y - g0, xq], wd[i, j]
+                    for ch in range(c):
+                        a[ch] += gr[ch] * _ht(wr[ch] - xr[ch], one)
+        _store_row(acc, 1, b, yy, dx)
+
+
+@njit(parallel=True, cache=True)
+def _gin_dw(x, wd, grad, s, p, one, nt, dx):
+    """dx[n, c, y', x'] = sum over the taps (i, j) that read (y', x') of grad * HardTanh(wd - x).
+    A gather over input rows, so no two threads write the same element."""
+    n, c, h, w = x.shape
+    kh = wd.shape[0]
+    oh, ow = grad.shape[2], grad.shape[3]
+    for t in prange(nt):
+        u0, u1, nb = _units(t, nt, n, h)
+        gs = np.empty((min(BAND, h) // s + kh, ow, c), x.dtype)
+        xs = np.empty((min(BAND, h), w, c), x.dtype)
+        acc = np.empty((w, c), x.dtype)
+        for u in range(u0, u1):
+            b, r0, r1 = _band(u, nb, h)
+            g0 = max(0, -((kh - 1 - r0 - p) // s))  # first output row whose window reaches r0
+            g1 = max(g0, min(oh, (r1 - 1 + p) // s + 1))  # one past the last reaching r1 - 1
+            _rows_cl(grad, b, g0, 0, gs[:g1 - g0])
+            _rows_cl(x, b, r0, 0, xs[:r1 - r0])
+            _gin_dw_band(xs, wd, gs, g0, s, p, r0, r1, one, acc, b, dx)
+
+
+@njit(cache=True)
+def _gw_dw_band(xs, wd, gs, s, sign, one, acc):
+    """acc[i, j, c] += grad * (Xp - wd) (or its sign) over packed rows ``xs`` / ``gs``."""
+    kh, kw, c = wd.shape
+    for y in range(gs.shape[0]):
+        for q in range(gs.shape[1]):
+            gr = gs[y, q]
+            for i in range(kh):
+                for j in range(kw):
+                    xr, wr, a = xs[y * s + i, q * s + j], wd[i, j], acc[i, j]
+                    if sign:
+                        for ch in range(c):
+                            a[ch] += gr[ch] * _sgn(xr[ch] - wr[ch], one)
+                    else:
+                        for ch in range(c):
+                            a[ch] += gr[ch] * (xr[ch] - wr[ch])
+
+
+@njit(parallel=True, cache=True)
+def _gw_dw(x, wd, grad, s, p, sign, one, part):
+    """part[t, i, j, c] = sum over thread t's bands of grad * (Xp - wd) (or its sign)."""
+    n, c, w = x.shape[0], x.shape[1], x.shape[3]
     kh, kw = wd.shape[0], wd.shape[1]
-    oh, ow = gt.shape[1], gt.shape[2]
+    oh, ow = grad.shape[2], grad.shape[3]
     nt = part.shape[0]
     for t in prange(nt):
-        acc = np.zeros((kh, kw, c), xp.dtype)  # thread-local: no aliasing with inputs
-        for r in range(t * n * oh // nt, (t + 1) * n * oh // nt):
-            b, y = r // oh, r % oh
-            for q in range(ow):
-                for i in range(kh):
-                    for j in range(kw):
-                        if sign:
-                            for ch in range(c):
-                                d = xp[b, y * s + i, q * s + j, ch] - wd[i, j, ch]
-                                acc[i, j, ch] += gt[b, y, q, ch] * _sgn(d, one)
-                        else:
-                            for ch in range(c):
-                                d = xp[b, y * s + i, q * s + j, ch] - wd[i, j, ch]
-                                acc[i, j, ch] += gt[b, y, q, ch] * d
+        u0, u1, nb = _units(t, nt, n, oh)
+        xs = np.empty(((min(BAND, oh) - 1) * s + kh, w + 2 * p, c), x.dtype)
+        gs = np.empty((min(BAND, oh), ow, c), x.dtype)
+        acc = np.zeros((kh, kw, c), x.dtype)  # private to the thread: no atomics, no false sharing
+        for u in range(u0, u1):
+            b, y0, y1 = _band(u, nb, oh)
+            rows = xs[:(y1 - y0 - 1) * s + kh]
+            _rows_cl(x, b, y0 * s - p, p, rows)
+            _rows_cl(grad, b, y0, 0, gs[:y1 - y0])
+            _gw_dw_band(rows, wd, gs[:y1 - y0], s, sign, one, acc)
         part[t] = acc
 
 
@@ -216,6 +321,11 @@ def _depthwise(x, w, groups):
     return groups == x.shape[1] == w.shape[0]
 
 
+def _dw_filters(w):
+    """Depthwise filters (C, 1, kh, kw) -> (kh, kw, C): channels innermost, as in the scratch rows."""
+    return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
+
+
 def _grouped(w, groups, order):
     """Filters (O, Cg, kh, kw) -> (G, kh, kw, *) with the last two axes in ``order``."""
     o, cg, kh, kw = w.shape
@@ -224,42 +334,61 @@ def _grouped(w, groups, order):
     return np.ascontiguousarray(wg.transpose(axes))
 
 
+def _work(x, w, oh, ow):
+    """Number of |x - f| terms of one pass: N * O * OH * OW * (C/groups) * kh * kw."""
+    return x.shape[0] * oh * ow * w.size
+
+
+@contextlib.contextmanager
+def _threads(work):
+    """Numba threads for a kernel call of ``work`` element operations: all, or one if it is small."""
+    nt = numba.get_num_threads()
+    if work >= SERIAL_WORK or nt == 1:
+        yield nt
+        return
+    numba.set_num_threads(1)
+    try:
+        yield 1
+    finally:
+        numba.set_num_threads(nt)
+
+
 def forward(x, w, stride=1, padding=0, groups=1):
     """Adder output ``Y`` (N, O, OH, OW) = -sum |X - F| over each window (eq. 3.1)."""
     oh, ow = _sizes(x, w, stride, padding)
-    xp = _pack(x, padding)
     out = np.empty((x.shape[0], w.shape[0], oh, ow), x.dtype)
-    if _depthwise(x, w, groups):
-        _fwd_dw(xp, np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)), stride, oh, ow, out)
-    else:
-        _fwd_dense(xp, _grouped(w, groups, "ck"), stride, oh, ow, out)
+    with _threads(_work(x, w, oh, ow)) as nt:
+        if _depthwise(x, w, groups):
+            _fwd_dw(x, _dw_filters(w), stride, padding, nt, out)
+        else:
+            _fwd_dense(_pack(x, padding), _grouped(w, groups, "ck"), stride, oh, ow, out)
     return out
 
 
 def grad_input(x, w, grad, stride=1, padding=0, groups=1):
     """Surrogate input gradient (N, C, H, W): sum of ``grad * HardTanh(F - X)`` (eq. 3.5-3.6)."""
-    xp = _pack(x, padding)
     dx = np.empty(x.shape, x.dtype)
-    if _depthwise(x, w, groups):
-        gt = _pack(grad, 0)
-        _gin_dw(xp, np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)), gt, stride, padding, x.dtype.type(1), dx)
-    else:
-        _gin_dense(xp, _grouped(w, groups, "kc"), grad, stride, padding, x.dtype.type(1), dx)
+    one = x.dtype.type(1)
+    with _threads(_work(x, w, grad.shape[2], grad.shape[3])) as nt:
+        if _depthwise(x, w, groups):
+            _gin_dw(x, _dw_filters(w), grad, stride, padding, one, nt, dx)
+        else:
+            _gin_dense(_pack(x, padding), _grouped(w, groups, "kc"), grad, stride, padding, one, dx)
     return dx
 
 
 def grad_weight(x, w, grad, stride=1, padding=0, groups=1, sign=False):
     """Filter gradient (O, C/groups, kh, kw): sum of ``grad * (X - F)`` (eq. 3.4), or of
     ``grad * sign(X - F)`` (eq. 3.3) when ``sign``."""
-    xp = _pack(x, padding)
-    nt = max(1, min(numba.get_num_threads(), x.shape[0] * grad.shape[2]))
-    if _depthwise(x, w, groups):
-        wd = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
-        part = np.empty((nt,) + wd.shape, x.dtype)
-        _gw_dw(xp, wd, _pack(grad, 0), stride, sign, x.dtype.type(1), part)
-        return np.ascontiguousarray(part.sum(0).transpose(2, 0, 1)[:, None])
-    wb = _grouped(w, groups, "kc")
-    part = np.empty((nt,) + wb.shape, x.dtype)
-    _gw_dense(xp, wb, grad, stride, sign, x.dtype.type(1), part)
+    with _threads(_work(x, w, grad.shape[2], grad.shape[3])) as nt:
+        nt = max(1, min(nt, x.shape[0] * grad.shape[2]))  # one partial gradient per thread
+        if _depthwise(x, w, groups):
+            wd = _dw_filters(w)
+            part = np.empty((nt,) + wd.shape, x.dtype)
+            _gw_dw(x, wd, grad, stride, padding, sign, x.dtype.type(1), part)
+            return np.ascontiguousarray(part.sum(0).transpose(2, 0, 1)[:, None])
+        wb = _grouped(w, groups, "kc")
+        part = np.empty((nt,) + wb.shape, x.dtype)
+        _gw_dense(_pack(x, padding), wb, grad, stride, sign, x.dtype.type(1), part)
     g, kh, kw, og, cg = wb.shape  # axes g, i, j, k, c -> (g, k, c, i, j)
     return np.ascontiguousarray(part.sum(0).transpose(0, 3, 4, 1, 2).reshape(w.shape))
