@@ -6,8 +6,8 @@ strides allow, as ``(outer, n, inner)`` with ``inner`` the axes laid out faster 
 the kernel is picked by device and size:
 
 - NumPy / torch CPU: ``cpu.fwht_rows`` (``inner == 1``) or ``cpu.fwht_cols`` (vectorised across
-  ``inner``, e.g. the channel axis of NCHW), or a dense product ``M @ x`` for ``n <= DENSE_MAX_N``
-  where ``benchmarks/bench_fwht.py`` measured it faster.
+  ``inner``, e.g. the channel axis of NCHW), single-threaded below ``cpu.PARALLEL_MIN_SIZE``
+  elements where starting threads costs more than the work.
 - torch CUDA: ``cuda.fwht_cuda`` on torch's current stream (imported only then).
 
 The output is a new array laid out like the input (NCHW stays NCHW, channels_last stays
@@ -24,10 +24,8 @@ import torch
 from numba import get_num_threads
 
 from mnf.transforms import cpu
-from mnf.transforms.orderings import (check_order, check_size, next_power_of_two, permutation,
-                                      transform_matrix)
+from mnf.transforms.orderings import check_order, check_size, next_power_of_two, permutation
 
-DENSE_MAX_N = 4  # below this the per-call overhead of the butterflies loses to a tiny matmul
 Array = "np.ndarray | torch.Tensor"
 
 
@@ -75,15 +73,16 @@ def _as3d(x, dim: int):
 
 
 def _kernel_cpu(x3: np.ndarray, out3: np.ndarray, perm: np.ndarray, scale: float) -> None:
-    """CPU dispatch on ``(outer, n, inner)`` arrays: dense product, row kernel or column kernel."""
+    """CPU dispatch on ``(outer, n, inner)`` arrays: row kernel or column kernel.
+
+    A dense product for tiny ``n`` was measured too: it was slower than the row kernel for
+    n = 2, 4, 8 and no faster than the column kernel, so every size takes the butterflies.
+    """
     rows, n, cols = x3.shape
     s = x3.dtype.type(scale)
     if x3.size == 0:
         return
-    if n <= DENSE_MAX_N:
-        m = transform_matrix(n, "hadamard", dtype=x3.dtype)[perm if perm.size else slice(None)]
-        np.matmul(m * s, x3, out=out3)
-    elif cols == 1:
+    if cols == 1:
         kernel = cpu.fwht_rows if x3.size >= cpu.PARALLEL_MIN_SIZE else cpu.fwht_rows_serial
         kernel(x3[:, :, 0], out3[:, :, 0], perm, s, 4 * get_num_threads())
     else:
