@@ -1,0 +1,305 @@
+"""Walsh-Hadamard transform layers: a 1×1-convolution replacement and a 2-D (spatial) layer.
+
+Both layers compute *transform → threshold → inverse transform* with trainable per-coefficient
+thresholds (and optional scales), as proposed by Pan, Badawi & Cetin [pan2021fast, pan2022block]
+and used by Gözler [gozler2022] in place of MobileNetV2's last 1×1 convolution.
+
+- :class:`WHTPointwise` transforms each pixel's channel vector (NCHW dim 1): a drop-in for
+  ``nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)`` with ``n`` (or fewer) parameters
+  instead of ``in_channels · out_channels``. On CPU it runs the fused Numba kernels of
+  ``wht_cpu.py``; on CUDA it composes ``mnf.transforms.block_fwht`` with torch thresholding.
+- :class:`WHTSpatial` transforms each channel's ``H × W`` image: in place of a depthwise 3×3
+  convolution (stride 1) or a squeeze-and-excitation block, with ``Hp · Wp`` thresholds shared by
+  all channels.
+
+Where multiplications remain: the transforms are additions only (``H`` has entries ±1); the
+inverse's ``1/n`` is a power-of-two shift; soft and hard thresholds are compare-and-subtract.
+Multiplications come from ``scale=True`` (one per coefficient), the smooth threshold (``tanh``
+and a product per coefficient) and whatever follows the layer (e.g. BatchNorm).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mnf.layers import wht_cpu
+from mnf.layers.threshold import Threshold, check_kind, init_tensor, threshold as apply_threshold
+from mnf.transforms import block_fwht, block_ifwht, fwht2d, ifwht2d, next_power_of_two
+from mnf.transforms.orderings import check_order, check_size, permutation
+
+
+def _check_input(x: Tensor, channels: int, name: str, spatial: tuple[int, int] | None = None) -> None:
+    """ValueError unless ``x`` is a float32/64 ``(N, channels, H, W)`` tensor (``(H, W)`` if given)."""
+    hw = "H, W" if spatial is None else f"{spatial[0]}, {spatial[1]}"
+    ok = x.ndim == 4 and x.shape[1] == channels and (spatial is None or tuple(x.shape[2:]) == spatial)
+    if not ok:
+        raise ValueError(f"{name} expects input of shape (N, {channels}, {hw}), got {tuple(x.shape)}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{name} expects a float32 or float64 input, got {x.dtype}")
+
+
+def _natural_index(n: int, b: int, order: str) -> Tensor:
+    """``idx`` with ``v_natural = v_ordered[idx]`` for per-coefficient vectors of ``n // b`` blocks."""
+    inv = np.arange(b) if order == "hadamard" else np.argsort(permutation(b, order))
+    return torch.as_tensor((np.arange(n) // b) * b + np.tile(inv, n // b), dtype=torch.long)
+
+
+class _FusedPointwise(torch.autograd.Function):
+    """CPU: ``y = (H_b (s ⊙ f(H_b x_pad, t)) / b)[:cout]`` per pixel via ``wht_cpu`` (saves only x)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int, kind: str,
+                keep_dc: bool) -> Tensor:
+        nb, cin, h, w = x.shape
+        x3 = x.detach().contiguous().view(nb, cin, h * w)
+        t_np = t.detach().contiguous().numpy()
+        s_np = None if s is None else s.detach().contiguous().numpy()
+        out = wht_cpu.fused_forward(x3.numpy(), t_np, s_np, cout, b, kind, keep_dc)
+        ctx.save_for_backward(x3, t, s)
+        ctx.meta = (x.shape, b, kind, keep_dc)
+        return torch.from_numpy(out).view(nb, cout, h, w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x3, t, s = ctx.saved_tensors
+        shape, b, kind, keep_dc = ctx.meta
+        g = grad.contiguous().view(shape[0], grad.shape[1], -1).numpy()
+        s_np = None if s is None else s.detach().numpy()
+        gx, gt, gs = wht_cpu.fused_backward(x3.numpy(), g, t.detach().numpy(), s_np, b, kind, keep_dc)
+        gs_t = None if s is None else torch.from_numpy(gs)
+        return torch.from_numpy(gx).view(shape), torch.from_numpy(gt), gs_t, None, None, None, None
+
+
+class _FusedSpatial(torch.autograd.Function):
+    """CPU: per image ``crop(H (s ⊙ f(H pad(x) H, t)) H / (Hp·Wp))`` via ``wht_cpu`` (saves only x)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, t: Tensor, s: Tensor | None, kind: str, keep_dc: bool) -> Tensor:
+        x3 = x.detach().contiguous().view(-1, *x.shape[2:])
+        s_np = None if s is None else s.detach().contiguous().numpy()
+        out = wht_cpu.fused_spatial_forward(x3.numpy(), t.detach().contiguous().numpy(), s_np,
+                                            kind, keep_dc)
+        ctx.save_for_backward(x3, t, s)
+        ctx.meta = (x.shape, kind, keep_dc)
+        return torch.from_numpy(out).view(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x3, t, s = ctx.saved_tensors
+        shape, kind, keep_dc = ctx.meta
+        g = grad.contiguous().view(x3.shape).numpy()
+        s_np = None if s is None else s.detach().contiguous().numpy()
+        gx, gt, gs = wht_cpu.fused_spatial_backward(x3.numpy(), g, t.detach().contiguous().numpy(),
+                                                    s_np, kind, keep_dc)
+        gs_t = None if s is None else torch.from_numpy(gs)
+        return torch.from_numpy(gx).view(shape), torch.from_numpy(gt), gs_t, None, None
+
+
+def pointwise_unfused(x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int, kind: str,
+                      keep_dc: bool) -> Tensor:
+    """The same map as the fused kernel, composed from ``mnf.transforms`` and torch (any device).
+
+    ``x`` ``(N, cin, H, W)``; ``t``, ``s`` ``(n,)`` natural-order thresholds and scales;
+    returns ``(N, cout, H, W)``. Autograd saves the transform-domain coefficients.
+    """
+    n = t.shape[0]
+    z = block_fwht(F.pad(x, (0, 0, 0, 0, 0, n - x.shape[1])), b, dim=1)
+    y = apply_threshold(z, t.view(n, 1, 1), kind)
+    if keep_dc:
+        dc = (torch.arange(n, device=x.device) % b == 0).view(n, 1, 1)
+        y = torch.where(dc, z, y)
+    if s is not None:
+        y = y * s.view(n, 1, 1)
+    return block_ifwht(y, b, dim=1)[:, :cout]
+
+
+class WHTPointwise(nn.Module):
+    """Transform-domain replacement of a 1×1 convolution: ``(N, Cin, H, W) → (N, Cout, H', W')``.
+
+    Per pixel, the channel vector ``x`` (length ``Cin``) is zero-padded to ``n`` channels,
+    transformed in blocks of ``b``, thresholded per coefficient, optionally scaled, inverse
+    transformed and truncated to ``Cout`` channels::
+
+        y = (B⁻¹ · S · f_T(B · pad_n(x)))[:Cout],   B = kron(I_{n/b}, H_b),  B⁻¹ = B / b
+
+    ``n`` and ``b``: without ``block_size`` one transform over ``n = b = next_power_of_two(max(Cin,
+    Cout))`` channels (zero-padding, [gozler2022]); with ``block_size=b`` (a power of two)
+    ``n = b · ceil(max(Cin, Cout) / b)`` channels in independent blocks [pan2022block], which
+    pads less for channel counts like 320 or 96.
+
+    Channel change: the input is zero-padded up to ``n``, the output keeps the first ``Cout``
+    channels. Expansion (``Cout > Cin``) therefore fills the extra channels from the nonlinearity
+    only (with all thresholds 0 they are 0); reduction drops channels after the inverse, so every
+    input channel still influences every kept output through the thresholds. Stride ``s`` keeps
+    pixels ``[::s, ::s]`` first, as a strided 1×1 convolution reads them (``H' = ceil(H / s)``).
+
+    Args:
+        in_channels, out_channels, stride: as for ``nn.Conv2d(in, out, 1, stride)``.
+        block_size: ``None`` (one padded transform) or a power-of-two block size.
+        threshold: ``"soft"``, ``"hard"`` or ``"smooth"`` (see ``mnf.layers.threshold``).
+        init: initial threshold (scalar or ``(n,)``, ``>= 0``).
+        scale: add ``n`` trainable per-coefficient scales (``n`` multiplications per pixel).
+        keep_dc: leave the first (DC) coefficient of each block unthresholded [gozler2022]; it
+            then has no threshold parameter.
+        order: coefficient order of the parameters: ``"hadamard"``, ``"walsh"`` or ``"dyadic"``.
+            Thresholding is elementwise, so this only changes which parameter index belongs to
+            which coefficient; the layer computes in natural order.
+        fused: on CPU use the fused Numba kernels (``False``: the composed torch path).
+
+    Parameters: ``threshold`` ``θ`` (``(n,)``, or ``(n − n/b,)`` with ``keep_dc``; the threshold
+    used is ``|θ|``) and ``scale`` (``(n,)``) if requested. Multiplications: none in the
+    transforms (±1 entries) or the ``1/b`` (a shift); ``scale`` and ``"smooth"`` add some.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *,
+                 block_size: int | None = None, threshold: str = "soft", init: float | Tensor = 0.1,
+                 scale: bool = False, keep_dc: bool = True, order: str = "hadamard",
+                 fused: bool = True) -> None:
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        widest = max(in_channels, out_channels)
+        if block_size is None:
+            b = n = next_power_of_two(widest)
+        else:
+            b = check_size(block_size, "block_size")
+            n = b * -(-widest // b)
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.n, self.block_size, self.kind = n, b, check_kind(threshold)
+        self.keep_dc, self.order, self.fused = bool(keep_dc), check_order(order), bool(fused)
+        theta = init_tensor(init, (n,))
+        if keep_dc:
+            theta = theta.view(n // b, b)[:, 1:].flatten().clone()
+        self.threshold = nn.Parameter(theta)
+        self.scale = nn.Parameter(torch.ones(n)) if scale else None
+        self.register_buffer("natural", _natural_index(n, b, order), persistent=False)
+
+    def thresholds(self) -> Tensor:
+        """Effective thresholds ``|θ|`` in parameter order, shape ``(n,)`` (0 at DC with keep_dc)."""
+        t = self.threshold.abs()
+        if self.keep_dc:
+            b = self.block_size
+            t = torch.cat([t.new_zeros(self.n // b, 1), t.view(self.n // b, b - 1)], dim=1).flatten()
+        return t
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.in_channels, "WHTPointwise")
+        if self.stride > 1:
+            x = x[:, :, ::self.stride, ::self.stride]
+        t = self.thresholds()[self.natural].to(x.dtype)
+        s = None if self.scale is None else self.scale[self.natural].to(x.dtype)
+        args = (self.out_channels, self.block_size, self.kind, self.keep_dc)
+        if x.device.type == "cpu" and self.fused:
+            return _FusedPointwise.apply(x, t, s, *args)
+        return pointwise_unfused(x, t, s, *args)
+
+    @property
+    def conv_equivalent_params(self) -> int:
+        """Weights of the ``nn.Conv2d(in, out, 1, bias=False)`` this layer replaces: ``in · out``."""
+        return self.in_channels * self.out_channels
+
+    @property
+    def num_parameters(self) -> int:
+        """Trainable parameters of this layer (thresholds and scales)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def op_counts(self, x: Tensor, y: Tensor) -> tuple[int, int]:
+        """(multiplications, additions) of one forward pass producing ``y`` (for ``mnf.cost``).
+
+        Per pixel: two block transforms (``n·log2 b`` additions each), one subtraction per
+        thresholded coefficient (soft/smooth), ``n`` multiplications with ``scale`` and ``n``
+        more (plus a ``tanh``) for ``"smooth"``.
+        """
+        vectors = y.numel() // self.out_channels
+        b, n = self.block_size, self.n
+        adds = 2 * n * int(math.log2(b)) + (0 if self.kind == "hard" else n)
+        mults = (n if self.scale is not None else 0) + (n if self.kind == "smooth" else 0)
+        return vectors * mults, vectors * adds
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, n={self.n}, "
+                f"block_size={self.block_size}, threshold={self.kind!r}, "
+                f"scale={self.scale is not None}, keep_dc={self.keep_dc}, order={self.order!r}")
+
+
+class WHTSpatial(nn.Module):
+    """2-D WHT layer over each channel's image: ``(N, C, H, W) → (N, C, H, W)`` [pan2022block].
+
+    Each ``H × W`` image is zero-padded to ``Hp × Wp`` (next powers of two), transformed with the
+    2-D WHT, thresholded (and scaled) per coefficient with parameters of shape ``(Hp, Wp)``
+    shared by all channels, inverse transformed and cropped back to ``H × W``::
+
+        y = crop(H_Hp⁻¹ · S ⊙ f_T(H_Hp · pad(x) · H_Wp) · H_Wp⁻¹)
+
+    It replaces a depthwise 3×3 convolution with stride 1 (or a squeeze-and-excitation block).
+    It has no stride: for stride 2 keep every second row and column of its output, which is what
+    a stride-2, padding-1 3×3 convolution computes from its stride-1 output. Built for one input
+    size; other sizes raise ``ValueError``.
+
+    Args:
+        channels: ``C`` (the parameters do not depend on it; it is checked on input).
+        height, width: ``H``, ``W`` of the input.
+        threshold, init, scale, keep_dc, order: as for :class:`WHTPointwise`, over the
+            ``Hp · Wp`` coefficients of each image (DC is coefficient ``(0, 0)``).
+
+        fused: on CPU use the fused Numba kernels (``False``: ``fwht2d`` + ``Threshold``).
+
+    Parameters: those of the :class:`~mnf.layers.threshold.Threshold` ``thresh`` over
+    ``(Hp, Wp)`` (``Hp·Wp − 1`` thresholds with ``keep_dc``, ``Hp·Wp`` scales with ``scale``).
+    Multiplications: ``Hp · Wp`` per image with ``scale`` (none in the transforms; the inverse's
+    ``1 / (Hp · Wp)`` is a shift).
+    """
+
+    def __init__(self, channels: int, height: int, width: int, *, threshold: str = "soft",
+                 init: float | Tensor = 0.1, scale: bool = True, keep_dc: bool = True,
+                 order: str = "hadamard", fused: bool = True) -> None:
+        super().__init__()
+        for name, v in (("channels", channels), ("height", height), ("width", width)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.channels, self.height, self.width = channels, height, width
+        self.padded = (next_power_of_two(height), next_power_of_two(width))
+        self.order, self.fused = check_order(order), bool(fused)
+        self.thresh = Threshold(self.padded, threshold, init, scale, keep_dc)
+        rows, cols = (_natural_index(n, n, order) for n in self.padded)
+        self.register_buffer("natural_rows", rows, persistent=False)
+        self.register_buffer("natural_cols", cols, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input(x, self.channels, "WHTSpatial", (self.height, self.width))
+        hp, wp = self.padded
+        if x.device.type == "cpu" and self.fused:
+            def natural(v: Tensor) -> Tensor:
+                return v[self.natural_rows][:, self.natural_cols].to(x.dtype)
+            s = None if self.thresh.scale is None else natural(self.thresh.scale)
+            return _FusedSpatial.apply(x, natural(self.thresh.thresholds()), s, self.thresh.kind,
+                                       self.thresh.keep_dc)
+        z = fwht2d(F.pad(x, (0, wp - self.width, 0, hp - self.height)), order=self.order)
+        return ifwht2d(self.thresh(z), order=self.order)[..., :self.height, :self.width]
+
+    @property
+    def conv_equivalent_params(self) -> int:
+        """Weights of the depthwise ``nn.Conv2d(C, C, 3, groups=C, bias=False)`` it replaces: ``9·C``."""
+        return 9 * self.channels
+
+    @property
+    def num_parameters(self) -> int:
+        """Trainable parameters (thresholds and scales, shared by all channels)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def op_counts(self, x: Tensor, y: Tensor) -> tuple[int, int]:
+        """(multiplications, additions) of one forward pass (for ``mnf.cost``)."""
+        hp, wp = self.padded
+        images = y.numel() // (self.height * self.width)
+        per = hp * wp
+        adds = 2 * per * int(math.log2(per)) + (0 if self.thresh.kind == "hard" else per)
+        mults = per * ((self.thresh.scale is not None) + (self.thresh.kind == "smooth"))
+        return images * mults, images * adds
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, {self.height}, {self.width}, padded={self.padded}, order={self.order!r}"
