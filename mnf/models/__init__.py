@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from mnf.models.autoencoder import AutoEncoder, conv_autoencoder, dense_autoencoder, mf_autoencoder, psnr
 from mnf.models.mobilenet_v2 import MobileNetV2, mobilenet_v2
 from mnf.models.resnet import ResNetCIFAR, resnet20
 
@@ -22,4 +23,5 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-__all__ = ["MODELS", "MobileNetV2", "ResNetCIFAR", "build", "mobilenet_v2", "resnet20"]
+__all__ = ["MODELS", "AutoEncoder", "MobileNetV2", "ResNetCIFAR", "build", "conv_autoencoder",
+           "dense_autoencoder", "mf_autoencoder", "mobilenet_v2", "psnr", "resnet20"]
