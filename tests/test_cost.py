@@ -2,7 +2,6 @@
 import importlib.util
 
 import pytest
-import torch
 from torch import nn
 
 from mnf.cost import cost_table, wht_adds

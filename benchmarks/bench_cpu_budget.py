@@ -1,0 +1,149 @@
+"""The ``cpu`` budget on two CPU cores: reduced MobileNetV2, full CIFAR-10, a wall-clock budget.
+
+Trains the reduced vanilla MobileNetV2 of the chapter "MobileNetV2 on CIFAR-10" on all 50,000
+training images within ``--minutes`` of training time (default 10) and reports the accuracy on
+the full 10,000-image test set.  Target: test accuracy >= 75 % with training time <= the budget.
+
+The model and the recipe are *not* defined here: ``mnf.recipes.CPU_MODEL`` and ``CPU_RECIPE``
+are the ones the chapters use, so the book and this benchmark cannot drift apart.  Only the
+number of epochs is chosen here: a short probe measures
+images/s on real augmented batches and the run gets as many whole epochs as fit into
+``--safety`` (default 90 %) of the budget; the cosine schedule then anneals to zero at the end
+of the last one.  When not even one epoch fits (``--minutes 0.5``: a smoke test), one epoch runs
+on a stratified subset sized to the budget.
+
+    MNF_DATA=/path/with/cifar-10-batches-py python benchmarks/bench_cpu_budget.py
+    python benchmarks/bench_cpu_budget.py --minutes 0.5                   # smoke test
+    python benchmarks/bench_cpu_budget.py --variants vanilla,last_wht,pw_wht,adder
+
+Run it on a quiet machine: the budget is wall-clock time, so other processes on the same cores
+make the result meaningless.  ``--threads`` (default 2) sets ``torch.set_num_threads``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from mnf.recipes import CPU_MODEL, CPU_RECIPE
+
+TARGET = 0.75
+# Variants of the reduced model (the chapter "Multiplier-free MobileNetV2" compares them).
+VARIANTS = {
+    "vanilla": {},
+    "last_wht": {"last": "wht"},
+    "pw_wht": {"pointwise": "wht"},
+    "adder": {"pointwise": "adder", "depthwise": "adder"},
+}
+
+
+def probe(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: dict,
+          steps: int) -> float:
+    """Images/s of forward + backward + SGD step on augmented batches (first step not timed).
+
+    Runs on a copy of the weights' state, which it restores, so the probe does not train the model.
+    """
+    from mnf.data import batches
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    cl = recipe.get("channels_last", False)
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    model.train()
+    bs = recipe["batch_size"]
+    n = bs * (steps + 1)
+    generator = torch.Generator().manual_seed(1)
+    seen, tic = 0, None
+    for i, (x, y) in enumerate(batches(images[:n], labels[:n], bs, augment=True, generator=generator)):
+        if i == 1:
+            tic = time.perf_counter()
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 1:
+            seen += len(y)
+    elapsed = time.perf_counter() - tic
+    model.load_state_dict(state)
+    return seen / elapsed
+
+
+def run(name: str, overrides: dict, data, model_kwargs: dict, recipe: dict, args) -> dict:
+    from mnf.data import stratified_subset
+    from mnf.models import mobilenet_v2
+    from mnf.train import fit
+
+    torch.manual_seed(args.seed)
+    model = mobilenet_v2(**model_kwargs, **overrides)
+    params = sum(p.numel() for p in model.parameters())
+    speed = probe(model, data.train_images, data.train_labels, recipe, args.probe_steps)
+    budget_s = args.minutes * 60
+    n_train = len(data.train_images)
+    epochs = args.epochs or math.floor(args.safety * budget_s * speed / n_train)
+    train = (data.train_images, data.train_labels)
+    if epochs < 1:  # not even one epoch fits: one epoch on a subset sized to the budget
+        per_class = max(recipe["batch_size"] // 10 + 1, int(args.safety * budget_s * speed / 10))
+        train = stratified_subset(*train, min(per_class, n_train // 10), seed=args.seed)
+        epochs = 1
+    print(f"[{name}] {params:,} parameters; probe {speed:.0f} images/s -> {epochs} epoch(s) on "
+          f"{len(train[0]):,} images (budget {args.minutes:g} min)", flush=True)
+    fit_kwargs = {k: v for k, v in recipe.items() if k != "epochs"}
+    history = fit(model, (*train, data.test_images, data.test_labels), epochs=epochs, eval_every=epochs,
+                  seed=args.seed, progress=not args.quiet, **fit_kwargs)
+    train_s = sum(history["time"])
+    acc = history["test_acc"][-1]
+    return dict(variant=name, params=params, probe_images_per_s=speed, epochs=epochs, train_images=len(train[0]),
+                train_s=train_s, images_per_s=sum(history["images_per_s"]) / len(history), test_acc=acc)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=10.0, help="training-time budget per model (default 10)")
+    p.add_argument("--variants", default="vanilla",
+                   help=f"comma-separated, from {', '.join(VARIANTS)} (default: vanilla)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--epochs", type=int, default=0, help="fix the epochs instead of sizing them to the budget")
+    p.add_argument("--safety", type=float, default=0.9, help="share of the budget the epochs are sized to")
+    p.add_argument("--probe-steps", type=int, default=8, help="timed steps of the speed probe")
+    p.add_argument("--data", default=None, help="directory holding cifar-10-batches-py (default: $MNF_DATA)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
+
+    from mnf.data import load_cifar10
+    torch.set_num_threads(args.threads)
+    model_kwargs, recipe = dict(CPU_MODEL), dict(CPU_RECIPE)
+    print(f"recipe from mnf.recipes:\n  CPU_MODEL  = {model_kwargs}\n  CPU_RECIPE = {recipe}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    data = load_cifar10(args.data)
+    results = [run(name, VARIANTS[name], data, model_kwargs, recipe, args) for name in names]
+
+    budget_s = args.minutes * 60
+    print(f"\n{'variant':<10}{'params':>11}{'images/s':>10}{'epochs':>8}{'train images':>14}"
+          f"{'train time':>12}{'test acc':>10}")
+    for r in results:
+        print(f"{r['variant']:<10}{r['params']:>11,}{r['images_per_s']:>10.0f}{r['epochs']:>8}"
+              f"{r['train_images']:>14,}{r['train_s'] / 60:>10.2f} m{100 * r['test_acc']:>9.2f}%")
+    vanilla = next((r for r in results if r["variant"] == "vanilla"), None)
+    if vanilla is None:
+        return 0
+    ok = vanilla["test_acc"] >= TARGET and vanilla["train_s"] <= budget_s
+    print(f"\nvanilla: {100 * vanilla['test_acc']:.2f}% on the 10,000 test images after "
+          f"{vanilla['train_s'] / 60:.2f} min of training (target >= {100 * TARGET:.0f}% within "
+          f"{args.minutes:g} min): {'PASS' if ok else 'FAIL'}")
+    if args.minutes < 10:
+        print("(a budget under 10 minutes is a smoke test; the target is meant for --minutes 10)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
