@@ -3,6 +3,8 @@
 - ``butterfly_(buf)``: in-place, unnormalized, natural-order WHT of one contiguous 1-D float
   array of power-of-two length; ``inline="always"`` so other ``njit`` kernels (e.g. a fused
   WHT-threshold layer) can call it per row.
+- ``butterfly_cols_(buf, lo, n, w)``: the same down rows ``lo..lo+n`` of a 2-D buffer, for ``w``
+  columns at once (also inlined by the fused WHT layer kernels).
 - ``fwht_rows(x, out, perm, scale)``: every row of a ``(rows, n)`` array (any strides).
 - ``fwht_cols(x, out, perm, scale, width)``: the middle axis of an ``(outer, n, inner)`` array,
   vectorised across ``inner`` (the channel axis of NCHW: ``inner = H * W``), no gathering.
@@ -123,6 +125,37 @@ def fwht_rows(x, out, perm, scale, nchunks):
                     dst[k] = tmp[perm[k]] * scale
 
 
+@njit(inline="always", cache=True)
+def butterfly_cols_(buf, lo, n, w):
+    """In place: ``buf[lo:lo+n, :w] <- H_n @ buf[lo:lo+n, :w]`` (natural order, unnormalized).
+
+    The transform runs down the rows of a 2-D buffer, for ``w`` columns at once: radix-4 passes
+    (two stages per sweep) and one radix-2 pass when log2(n) is odd, each inner loop over ``w``
+    contiguous elements (SIMD across columns). ``fwht_cols`` and the fused WHT layer kernels of
+    ``mnf.layers.wht_cpu`` call it on tiles of pixels.
+    """
+    h = 1
+    while 4 * h <= n:
+        for base in range(lo, lo + n, 4 * h):
+            for j in range(base, base + h):
+                ra, rb, rc, rd = buf[j], buf[j + h], buf[j + 2 * h], buf[j + 3 * h]
+                for i in range(w):
+                    a, b, c, d = ra[i], rb[i], rc[i], rd[i]
+                    s, q, u, v = a + b, a - b, c + d, c - d
+                    ra[i] = s + u
+                    rb[i] = q + v
+                    rc[i] = s - u
+                    rd[i] = q - v
+        h *= 4
+    if h < n:
+        for j in range(lo, lo + h):
+            ra, rb = buf[j], buf[j + h]
+            for i in range(w):
+                a, b = ra[i], rb[i]
+                ra[i] = a + b
+                rb[i] = a - b
+
+
 @njit(parallel=True, cache=True)
 def fwht_cols(x, out, perm, scale, width):
     """out[o, k, i] = scale * (H @ x[o, :, i])[perm[k]] for shape (outer, n, inner).
@@ -140,26 +173,7 @@ def fwht_cols(x, out, perm, scale, width):
         for j in range(n):
             for i in range(w):
                 buf[j, i] = x[o, j, i0 + i]
-        h = 1
-        while 4 * h <= n:
-            for b in range(0, n, 4 * h):
-                for j in range(b, b + h):
-                    ra, rb, rc, rd = buf[j], buf[j + h], buf[j + 2 * h], buf[j + 3 * h]
-                    for i in range(w):
-                        a, bb, c, d = ra[i], rb[i], rc[i], rd[i]
-                        s, q, u, v = a + bb, a - bb, c + d, c - d
-                        ra[i] = s + u
-                        rb[i] = q + v
-                        rc[i] = s - u
-                        rd[i] = q - v
-            h *= 4
-        if h < n:
-            for j in range(h):
-                ra, rb = buf[j], buf[j + h]
-                for i in range(w):
-                    a, bb = ra[i], rb[i]
-                    ra[i] = a + bb
-                    rb[i] = a - bb
+        butterfly_cols_(buf, 0, n, w)
         for k in range(n):
             src = buf[perm[k]] if perm.shape[0] else buf[k]
             for i in range(w):
