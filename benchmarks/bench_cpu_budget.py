@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from mnf.recipes import CPU_MODEL, CPU_RECIPE
 
 TARGET = 0.75
+WARMUP = 4  # untimed probe steps
 # Variants of the reduced model (the chapter "Multiplier-free MobileNetV2" compares them).
 VARIANTS = {
     "vanilla": {},
@@ -42,7 +43,8 @@ VARIANTS = {
 
 def probe(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: dict,
           steps: int) -> float:
-    """Images/s of forward + backward + SGD step on augmented batches (first step not timed).
+    """Images/s of forward + backward + SGD step on augmented batches (``WARMUP`` steps not timed:
+    oneDNN builds its kernels for each new shape during the first steps, which run several times slower).
 
     Runs on a copy of the weights' state, which it restores, so the probe does not train the model.
     """
@@ -54,11 +56,11 @@ def probe(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, re
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     model.train()
     bs = recipe["batch_size"]
-    n = bs * (steps + 1)
+    n = bs * (steps + WARMUP)
     generator = torch.Generator().manual_seed(1)
     seen, tic = 0, None
     for i, (x, y) in enumerate(batches(images[:n], labels[:n], bs, augment=True, generator=generator)):
-        if i == 1:
+        if i == WARMUP:
             tic = time.perf_counter()
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -66,7 +68,7 @@ def probe(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, re
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if i >= 1:
+        if i >= WARMUP:
             seen += len(y)
     elapsed = time.perf_counter() - tic
     model.load_state_dict(state)

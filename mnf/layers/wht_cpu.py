@@ -30,55 +30,9 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from mnf.transforms.cpu import butterfly_
+from mnf.transforms.cpu import butterfly_, butterfly_cols_
 
 KIND = {"soft": 0, "hard": 1, "smooth": 2}
-
-
-@njit(inline="always", cache=True)
-def _wht_tile(buf, lo, b, w):
-    """In place: ``buf[lo:lo+b, :w] <- H_b @ buf[lo:lo+b, :w]``.
-
-    Radix-8 passes (three stages per sweep over the tile: fewer loads and stores per addition
-    and fewer loop setups), then one radix-4 or radix-2 pass for the remaining stages. Each
-    butterfly's inner loop runs over the ``w`` lanes of its rows (contiguous: SIMD).
-    """
-    h = 1
-    while 8 * h <= b:
-        for base in range(lo, lo + b, 8 * h):
-            for j in range(base, base + h):
-                r0, r1, r2, r3 = buf[j, :w], buf[j + h, :w], buf[j + 2 * h, :w], buf[j + 3 * h, :w]
-                r4, r5 = buf[j + 4 * h, :w], buf[j + 5 * h, :w]
-                r6, r7 = buf[j + 6 * h, :w], buf[j + 7 * h, :w]
-                for i in range(w):
-                    x0, x1, x2, x3, x4, x5, x6, x7 = r0[i], r1[i], r2[i], r3[i], r4[i], r5[i], r6[i], r7[i]
-                    a0, a1, a2, a3 = x0 + x1, x0 - x1, x2 + x3, x2 - x3
-                    a4, a5, a6, a7 = x4 + x5, x4 - x5, x6 + x7, x6 - x7
-                    c0, c1, c2, c3 = a0 + a2, a1 + a3, a0 - a2, a1 - a3
-                    c4, c5, c6, c7 = a4 + a6, a5 + a7, a4 - a6, a5 - a7
-                    r0[i], r1[i], r2[i], r3[i] = c0 + c4, c1 + c5, c2 + c6, c3 + c7
-                    r4[i], r5[i], r6[i], r7[i] = c0 - c4, c1 - c5, c2 - c6, c3 - c7
-        h *= 8
-    if 4 * h <= b:
-        for base in range(lo, lo + b, 4 * h):
-            for j in range(base, base + h):
-                ra, rb = buf[j, :w], buf[j + h, :w]
-                rc, rd = buf[j + 2 * h, :w], buf[j + 3 * h, :w]
-                for i in range(w):
-                    a, bb, c, d = ra[i], rb[i], rc[i], rd[i]
-                    s, q, u, v = a + bb, a - bb, c + d, c - d
-                    ra[i] = s + u
-                    rb[i] = q + v
-                    rc[i] = s - u
-                    rd[i] = q - v
-    elif 2 * h <= b:
-        for base in range(lo, lo + b, 2 * h):
-            for j in range(base, base + h):
-                ra, rb = buf[j, :w], buf[j + h, :w]
-                for i in range(w):
-                    a, bb = ra[i], rb[i]
-                    ra[i] = a + bb
-                    rb[i] = a - bb
 
 
 @njit(inline="always", cache=True)
@@ -172,7 +126,7 @@ def _half_blocks(buf, b, w):
     """Stages ``h < b/2`` of every block: ``H_{b/2}`` on each half-block of ``buf[:, :w]``."""
     if b >= 4:
         for lo in range(0, buf.shape[0], b // 2):
-            _wht_tile(buf, lo, b // 2, w)
+            butterfly_cols_(buf, lo, b // 2, w)
 
 
 @njit(parallel=True, cache=True)
@@ -291,7 +245,7 @@ def _transform2d(buf):
     """In place ``buf <- H @ buf @ H`` for a C-contiguous ``(Hp, Wp)`` buffer."""
     for r in range(buf.shape[0]):
         butterfly_(buf[r])
-    _wht_tile(buf, 0, buf.shape[0], buf.shape[1])
+    butterfly_cols_(buf, 0, buf.shape[0], buf.shape[1])
 
 
 @njit(inline="always", cache=True)
