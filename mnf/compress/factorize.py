@@ -234,7 +234,6 @@ def factorize(model: nn.Module, rank: int | None = None, energy: float | None = 
                                f"(needs rank < m·n/(m+n) = {row.shape[0] * row.shape[1] / sum(row.shape):.1f})")
             report.rows.append(row)
             continue
-        parent_name, _, child = n.rpartition(".")
-        setattr(modules[parent_name] if parent_name else model, child, new)
+        model.set_submodule(n, new)
         report.rows.append(row)
     return report

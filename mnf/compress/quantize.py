@@ -226,8 +226,7 @@ def quantize(model: nn.Module, bits: int = 8, per_channel: bool = True,
         m = modules[n]
         report.rows.append(_row(n, m, m.weight, bits, per_channel))
         new = QuantizedLinear(m, bits, per_channel) if isinstance(m, nn.Linear) else QuantizedConv2d(m, bits, per_channel)
-        parent_name, _, child = n.rpartition(".")
-        setattr(modules[parent_name] if parent_name else model, child, new)
+        model.set_submodule(n, new)
     return report
 
 

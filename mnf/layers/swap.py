@@ -103,8 +103,7 @@ def swap_layers(model: nn.Module, select: Select, factory: Factory = wht_factory
     for name in names:
         conv = modules[name]
         new = factory(conv).to(device=conv.weight.device, dtype=conv.weight.dtype)
-        parent_name, _, attr = name.rpartition(".")
-        setattr(modules[parent_name] if parent_name else model, attr, new)
+        model.set_submodule(name, new)
         report.rows.append(SwapRow(name, conv.in_channels, conv.out_channels, conv.stride[0],
                                    _count(conv), _count(new)))
     report.model_after = _count(model)
