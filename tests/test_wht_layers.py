@@ -61,6 +61,16 @@ CASES = [
 ]
 
 
+def assert_fused_matches_composed(m, x, g):
+    """Gradients in x and every parameter: fused kernels vs the composed torch path."""
+    params = [x] + list(m.parameters())
+    fused = torch.autograd.grad(m(x), params, g)
+    m.fused = False
+    composed = torch.autograd.grad(m(x), params, g)
+    for a, b in zip(fused, composed):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
 def test_pointwise_matches_dense_reference(case, fused):
@@ -82,12 +92,7 @@ def test_fused_gradients_match_composed_path(case):
     m = randomise(WHTPointwise(cin, cout, stride, **case).double())
     x = 2 * torch.randn(2, cin, 6, 6, dtype=torch.float64, requires_grad=True)
     g = torch.randn_like(m(x))
-    params = [x] + list(m.parameters())
-    fused = torch.autograd.grad(m(x), params, g)
-    m.fused = False
-    composed = torch.autograd.grad(m(x), params, g)
-    for a, b in zip(fused, composed):
-        torch.testing.assert_close(a, b)
+    assert_fused_matches_composed(m, x, g)
 
 
 @pytest.mark.parametrize("kind", ["soft", "smooth"])
@@ -195,12 +200,7 @@ def test_spatial_fused_matches_composed_with_order(kind):
     m = randomise(WHTSpatial(4, 6, 5, threshold=kind, order="walsh", keep_dc=False).double())
     x = 2 * torch.randn(2, 4, 6, 5, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, 4, 6, 5, dtype=torch.float64)
-    params = [x] + list(m.parameters())
-    fused = torch.autograd.grad(m(x), params, g)
-    m.fused = False
-    composed = torch.autograd.grad(m(x), params, g)
-    for a, b in zip(fused, composed):
-        torch.testing.assert_close(a, b)
+    assert_fused_matches_composed(m, x, g)
 
 
 def test_spatial_errors():

@@ -210,6 +210,15 @@ def _float_params(model: nn.Module, names: list[str]) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in quantized)
 
 
+def _start(model: nn.Module, layers, bits: int, allow_adder: bool):
+    """Checked bit width, the selected layer names, name→module, and a report with the float count."""
+    _check_bits(bits)
+    names = _select(model, layers, allow_adder=allow_adder)
+    report = QuantReport()
+    report.float_params = _float_params(model, names)
+    return names, dict(model.named_modules()), report
+
+
 def quantize(model: nn.Module, bits: int = 8, per_channel: bool = True,
              layers: Iterable[str] | None = None) -> QuantReport:
     """Replace Linear / Conv2d layers of ``model`` (in place) by integer-weight versions.
@@ -217,11 +226,7 @@ def quantize(model: nn.Module, bits: int = 8, per_channel: bool = True,
     layers  names to quantize; ``None``: every nn.Linear and nn.Conv2d.  A named layer of another
             kind raises TypeError naming it.
     """
-    _check_bits(bits)
-    names = _select(model, layers, allow_adder=False)
-    modules = dict(model.named_modules())
-    report = QuantReport()
-    report.float_params = _float_params(model, names)
+    names, modules, report = _start(model, layers, bits, allow_adder=False)
     for n in names:
         m = modules[n]
         report.rows.append(_row(n, m, m.weight, bits, per_channel))
@@ -234,11 +239,7 @@ def quantize(model: nn.Module, bits: int = 8, per_channel: bool = True,
 def fake_quantize(model: nn.Module, bits: int, per_channel: bool = True,
                   layers: Iterable[str] | None = None) -> QuantReport:
     """Round the weights of Linear / Conv2d / Adder2d layers of ``model`` in place to ``bits`` bits."""
-    _check_bits(bits)
-    names = _select(model, layers, allow_adder=True)
-    modules = dict(model.named_modules())
-    report = QuantReport()
-    report.float_params = _float_params(model, names)
+    names, modules, report = _start(model, layers, bits, allow_adder=True)
     for n in names:
         m = modules[n]
         report.rows.append(_row(n, m, m.weight, bits, per_channel))
