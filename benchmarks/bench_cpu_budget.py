@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -43,8 +44,10 @@ VARIANTS = {
 
 def probe(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: dict,
           steps: int) -> float:
-    """Images/s of forward + backward + SGD step on augmented batches (``WARMUP`` steps not timed:
-    oneDNN builds its kernels for each new shape during the first steps, which run several times slower).
+    """Images/s of forward + backward + SGD step on augmented batches: the batch size over the
+    median time of ``steps`` steps (after ``WARMUP`` untimed ones: oneDNN builds its kernels for
+    each new shape during the first steps, which run several times slower, and the next few are
+    still erratic; the median ignores them where a mean over so few steps would not).
 
     Runs on a copy of the weights' state, which it restores, so the probe does not train the model.
     """
@@ -58,21 +61,21 @@ def probe(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, re
     bs = recipe["batch_size"]
     n = bs * (steps + WARMUP)
     generator = torch.Generator().manual_seed(1)
-    seen, tic = 0, None
-    for i, (x, y) in enumerate(batches(images[:n], labels[:n], bs, augment=True, generator=generator)):
-        if i == WARMUP:
-            tic = time.perf_counter()
+    times, tic = [], time.perf_counter()
+    for i, (x, y) in enumerate(batches(images[:n], labels[:n], bs, augment=True, generator=generator,
+                                       drop_last=True)):
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        toc = time.perf_counter()
         if i >= WARMUP:
-            seen += len(y)
-    elapsed = time.perf_counter() - tic
+            times.append(toc - tic)
+        tic = toc
     model.load_state_dict(state)
-    return seen / elapsed
+    return bs / statistics.median(times)
 
 
 def run(name: str, overrides: dict, data, model_kwargs: dict, recipe: dict, args) -> dict:
@@ -111,7 +114,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--epochs", type=int, default=0, help="fix the epochs instead of sizing them to the budget")
     p.add_argument("--safety", type=float, default=0.9, help="share of the budget the epochs are sized to")
-    p.add_argument("--probe-steps", type=int, default=8, help="timed steps of the speed probe")
+    p.add_argument("--probe-steps", type=int, default=16, help="timed steps of the speed probe")
     p.add_argument("--data", default=None, help="directory holding cifar-10-batches-py (default: $MNF_DATA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
