@@ -12,12 +12,17 @@ unfold baseline within memory). Three implementations run side by side in one pr
   autograd (what AdderNet's reference code does, minus its CUDA kernels)
 - ``conv``:   ``torch.nn.functional.conv2d`` of the same shape (oneDNN), the multiply baseline
 
-Peak memory, measured honestly for all three (torch tensors and Numba/NumPy scratch alike):
-``mallopt`` fixes glibc's mmap threshold at 64 KiB so every large buffer is mmapped and returned
-to the OS when freed; the kernel's peak-RSS counter is reset through ``/proc/self/clear_refs``
-before a forward+backward step, and the step's peak memory is ``VmHWM - VmRSS(before)``: the
-largest resident memory the step added, inputs excluded. Times: median of repeated steps after a
-warm-up step (Numba compilation excluded). The machine may be shared: times are noisy.
+Two phases, times first. Times: median of repeated steps after a warm-up step (Numba
+compilation excluded), with glibc's allocator as every program gets it. Then peak memory,
+measured honestly for all three (torch tensors and Numba/NumPy scratch alike): ``mallopt`` fixes
+glibc's mmap threshold at 64 KiB so every large buffer is mmapped and returned to the OS when
+freed; the kernel's peak-RSS counter is reset through ``/proc/self/clear_refs`` before a
+forward+backward step (after ``malloc_trim`` has returned the free heap pages), and the step's
+peak memory is ``VmHWM - VmRSS(before)``: the largest resident memory the step added, inputs
+excluded. (Timing in that mode would charge every step
+the page faults of its fresh mappings, which a normal process does not pay: glibc raises its
+mmap threshold after the first large free and reuses the memory.) The machine may be shared:
+times are noisy.
 """
 import ctypes
 import gc
@@ -64,8 +69,12 @@ IMPLS = {
 }
 
 _libc = ctypes.CDLL("libc.so.6")
-_libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: large buffers are mmapped and unmapped on free
-_libc.mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD
+
+
+def _mmap_large_buffers() -> None:
+    """From now on every buffer over 64 KiB is mmapped and unmapped on free (for peak memory)."""
+    _libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+    _libc.mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD
 
 
 def _status(key: str) -> int:
@@ -78,6 +87,7 @@ def _status(key: str) -> int:
 
 def _peak_bytes(step) -> int:
     gc.collect()
+    _libc.malloc_trim(0)  # hand free heap pages back, so reusing them counts as new memory
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
     base = _status("VmRSS")
@@ -85,7 +95,8 @@ def _peak_bytes(step) -> int:
     return _status("VmHWM") - base
 
 
-def _case(impl, n, c, h, o, k, s, p, g, reps):
+def _step(impl, n, c, h, o, k, s, p, g):
+    """A forward+backward step of ``impl`` on fixed random inputs of the case's shape."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, c, h, h, generator=gen).requires_grad_()
     w = torch.randn(o, c // g, k, k, generator=gen).requires_grad_()
@@ -97,24 +108,29 @@ def _case(impl, n, c, h, o, k, s, p, g, reps):
         y.backward(torch.ones_like(y))
 
     step()  # warm-up (compilation)
-    peak = _peak_bytes(step)
+    return step
+
+
+def _median_s(step, reps: int) -> float:
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    return statistics.median(times), peak
+    return statistics.median(times)
 
 
 def run(quick: bool = True) -> list[dict]:
     """One row per (case, implementation): ``case, impl, ms`` (forward+backward), ``peak_mb``."""
     torch.set_num_threads(2)
+    cases = [(name, impl, shape) for name, *shape in (QUICK if quick else FULL) for impl in IMPLS]
     rows = []
-    for name, *shape in QUICK if quick else FULL:
-        for impl in IMPLS:
-            reps = 2 if quick or impl == "unfold" else 5
-            sec, peak = _case(impl, *shape, reps=reps)
-            rows.append(dict(case=name, impl=impl, ms=sec * 1e3, peak_mb=peak / 2**20))
+    for name, impl, shape in cases:
+        reps = 2 if quick or impl == "unfold" else 7
+        rows.append(dict(case=name, impl=impl, ms=1e3 * _median_s(_step(impl, *shape), reps)))
+    _mmap_large_buffers()
+    for row, (_, impl, shape) in zip(rows, cases):
+        row["peak_mb"] = _peak_bytes(_step(impl, *shape)) / 2**20
     return rows
 
 

@@ -4,7 +4,9 @@
 
 Rows: batched float32 ``(B, n)`` with ``B * n = 4M`` for ``n = 2**5 .. 2**16``: time per call of
 ``mnf.transforms.fwht``, of ``x @ H`` (``n <= 4096``) and of ``x.clone()`` (the memory-traffic
-floor), medians of several repeats, 2 torch threads and 2 numba threads; then forward+backward of
+floor), medians of several repeats, 2 torch threads and 2 numba threads. ``fwht`` and the copy
+run back to back in each repeat and their ratio is the median of the per-repeat ratios, so a
+burst of load from elsewhere on a shared machine hits both sides of a ratio alike; then forward+backward of
 the torch wrapper on ``(64, C, 16, 16)`` along ``dim=1``. ``run(quick)`` returns the rows (the
 chapter plots them); bars are checked and printed as PASS/FAIL.
 """
@@ -31,25 +33,39 @@ def _median_ms(fn, repeats: int) -> float:
     return 1e3 * float(np.median(times))
 
 
+def _paired_ms(fn, ref, repeats: int) -> tuple[float, float, float]:
+    """Median ms of ``fn``, of ``ref``, and the median of their per-repeat ratio (run back to back)."""
+    fn(), ref()  # warm-up
+    a, b = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        t1 = time.perf_counter()
+        ref()
+        a.append(t1 - t0)
+        b.append(time.perf_counter() - t1)
+    ratio = float(np.median(np.array(a) / np.array(b)))
+    return 1e3 * float(np.median(a)), 1e3 * float(np.median(b)), ratio
+
+
 def run(quick: bool = False) -> list[dict]:
     """Measure and return one dict per row: ``kind``, ``n``/``C``, times in ms and ratios."""
     torch.set_num_threads(2)
     numba.set_num_threads(2)
     total = 1 << (18 if quick else 22)
-    repeats = 3 if quick else 7
+    repeats = 3 if quick else 15
     ks = range(5, 13 if quick else 17, 1 if not quick else 2)
     rows = []
     for k in ks:
         n = 1 << k
         x = torch.randn(total // n, n)
-        row = {"kind": "rows", "n": n, "batch": total // n,
-               "fwht_ms": _median_ms(lambda: fwht(x), repeats),
-               "copy_ms": _median_ms(lambda: x.clone(), repeats)}
+        fwht_ms, copy_ms, over_copy = _paired_ms(lambda: fwht(x), lambda: x.clone(), repeats)
+        row = {"kind": "rows", "n": n, "batch": total // n, "fwht_ms": fwht_ms, "copy_ms": copy_ms,
+               "fwht_over_copy": over_copy}
         if n <= 4096:
             h = torch.from_numpy(hadamard(n, dtype=np.float32))
-            row["dense_ms"] = _median_ms(lambda: x @ h, max(1, repeats // 2))
+            row["dense_ms"] = _median_ms(lambda: x @ h, 3 if quick else 5)
             row["dense_over_fwht"] = row["dense_ms"] / row["fwht_ms"]
-        row["fwht_over_copy"] = row["fwht_ms"] / row["copy_ms"]
         rows.append(row)
     for c in ((64, 256) if quick else (64, 256, 1024)):
         x = torch.randn(16 if quick else 64, c, 16, 16, requires_grad=True)

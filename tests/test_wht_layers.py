@@ -140,6 +140,33 @@ def test_zero_thresholds_give_padding_and_truncation():
     torch.testing.assert_close(y[:, 5:], torch.zeros(2, 2, 3, 3, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_repeat_expansion_fills_every_channel(fused):
+    m = WHTPointwise(3, 8, init=0.0, expand="repeat", fused=fused).double()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(m(x), x.repeat(1, 3, 1, 1)[:, :8])   # zero thresholds: identity on the copies
+    m = WHTPointwise(3, 8, init=0.3, expand="repeat", fused=fused).double()
+    y = m(x)
+    assert (y.std(dim=(0, 2, 3)) > 0.3).all()   # no channel is left with threshold terms only
+    reduce = WHTPointwise(8, 3, init=0.3, expand="repeat").double()   # no expansion: same map as zeros
+    same = WHTPointwise(8, 3, init=0.3).double()
+    x8 = torch.randn(2, 8, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(reduce(x8), same(x8))
+
+
+def test_zero_padded_expansion_gradients_blow_up_after_batch_norm():
+    """The failure ``expand="repeat"`` fixes: with zero padding the extra channels are threshold
+    terms only, tiny, and batch norm divides them by their tiny standard deviation."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 16, 8, 8)
+    norms = {}
+    for expand in ("zeros", "repeat"):
+        layer = WHTPointwise(16, 96, expand=expand)
+        nn.BatchNorm2d(96)(layer(x)).pow(2).mean().backward()
+        norms[expand] = layer.threshold.grad.norm().item()
+    assert norms["zeros"] > 100 * norms["repeat"]
+
+
 def test_parameter_counts():
     m = WHTPointwise(320, 1280)
     assert m.n == 2048 and m.conv_equivalent_params == 320 * 1280
@@ -167,6 +194,8 @@ def test_pointwise_errors():
         WHTPointwise(8, 8, 0)
     with pytest.raises(ValueError, match="threshold kind"):
         WHTPointwise(8, 8, threshold="relu")
+    with pytest.raises(ValueError, match="expand must be one of"):
+        WHTPointwise(8, 16, expand="tile")
 
 
 def dense_spatial(m: WHTSpatial, x: torch.Tensor) -> torch.Tensor:

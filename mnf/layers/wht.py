@@ -117,6 +117,9 @@ def pointwise_unfused(x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int,
     return block_ifwht(y, b, dim=1)[:, :cout]
 
 
+EXPAND = ("zeros", "repeat")
+
+
 class WHTPointwise(nn.Module):
     """Transform-domain replacement of a 1×1 convolution: ``(N, Cin, H, W) → (N, Cout, H', W')``.
 
@@ -132,9 +135,15 @@ class WHTPointwise(nn.Module):
     pads less for channel counts like 320 or 96.
 
     Channel change: the input is zero-padded up to ``n``, the output keeps the first ``Cout``
-    channels. Expansion (``Cout > Cin``) therefore fills the extra channels from the nonlinearity
-    only (with all thresholds 0 they are 0); reduction drops channels after the inverse, so every
-    input channel still influences every kept output through the thresholds. Stride ``s`` keeps
+    channels. Reduction drops channels after the inverse, so every input channel still
+    influences every kept output through the thresholds. Expansion (``Cout > Cin``) with
+    ``expand="zeros"`` fills the extra channels from the nonlinearity only: they are the inverse
+    transform of the threshold terms, 0 when all thresholds are 0 and tiny otherwise, so a batch
+    norm after the layer divides them by a tiny standard deviation and the thresholds'
+    gradients explode (measured in the reduced MobileNetV2 of ``mnf.recipes``: a threshold
+    gradient of 7.8e4 at the first step). ``expand="repeat"`` instead repeats the input channels
+    cyclically up to ``Cout`` before padding, so every output channel carries the signal (with
+    all thresholds 0 the layer returns ``x.repeat(...)[:, :Cout]``). Stride ``s`` keeps
     pixels ``[::s, ::s]`` first, as a strided 1×1 convolution reads them (``H' = ceil(H / s)``).
 
     Args:
@@ -149,6 +158,7 @@ class WHTPointwise(nn.Module):
             Thresholding is elementwise, so this only changes which parameter index belongs to
             which coefficient; the layer computes in natural order.
         fused: on CPU use the fused Numba kernels (``False``: the composed torch path).
+        expand: ``"zeros"`` or ``"repeat"``: how an expansion fills its extra channels (above).
 
     Parameters: ``threshold`` ``θ`` (``(n,)``, or ``(n − n/b,)`` with ``keep_dc``; the threshold
     used is ``|θ|``) and ``scale`` (``(n,)``) if requested. Multiplications: none in the
@@ -158,11 +168,14 @@ class WHTPointwise(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *,
                  block_size: int | None = None, threshold: str = "soft", init: float | Tensor = 0.1,
                  scale: bool = False, keep_dc: bool = True, order: str = "hadamard",
-                 fused: bool = True) -> None:
+                 fused: bool = True, expand: str = "zeros") -> None:
         super().__init__()
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if expand not in EXPAND:
+            raise ValueError(f"expand must be one of {EXPAND}, got {expand!r}")
+        self.expand = expand
         widest = max(in_channels, out_channels)
         if block_size is None:
             b = n = next_power_of_two(widest)
@@ -191,6 +204,8 @@ class WHTPointwise(nn.Module):
         _check_input(x, self.in_channels, "WHTPointwise")
         if self.stride > 1:
             x = x[:, :, ::self.stride, ::self.stride]
+        if self.expand == "repeat" and self.out_channels > self.in_channels:
+            x = x.repeat(1, -(-self.out_channels // self.in_channels), 1, 1)[:, :self.out_channels]
         t = self.thresholds()[self.natural].to(x.dtype)
         s = None if self.scale is None else self.scale[self.natural].to(x.dtype)
         args = (self.out_channels, self.block_size, self.kind, self.keep_dc)
@@ -222,7 +237,8 @@ class WHTPointwise(nn.Module):
         return vectors * mults, vectors * adds
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, n={self.n}, "
+        expand = f", expand={self.expand!r}" if self.out_channels > self.in_channels else ""
+        return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, n={self.n}{expand}, "
                 f"block_size={self.block_size}, threshold={self.kind!r}, "
                 f"scale={self.scale is not None}, keep_dc={self.keep_dc}, order={self.order!r}")
 

@@ -2,7 +2,7 @@
 
 A model asks for a layer by *role* and the policy name picks the module::
 
-    pointwise("wht", 32, 192)           # WHTPointwise(32, 192)   drop-in for Conv2d(32, 192, 1)
+    pointwise("wht", 32, 192)   # WHTPointwise(32, 192, expand="repeat"): drop-in for Conv2d(32, 192, 1)
     depthwise("adder", 192, stride=2, size=32)   # Adder2d(192, 192, 3, 2, 1, groups=192)
 
 ``mnf.layers.adder`` / ``mnf.layers.wht`` are imported only when a policy needs them, so the
@@ -33,7 +33,9 @@ def pointwise(kind: str, cin: int, cout: int, stride: int = 1) -> nn.Module:
         from mnf.layers.adder import Adder2d
         return Adder2d(cin, cout, 1, stride)
     from mnf.layers.wht import WHTPointwise
-    return WHTPointwise(cin, cout, stride)
+    # repeat, not zero-pad, on expansion: zero-padded extra channels carry only threshold terms,
+    # which the batch norm after the layer blows up (see WHTPointwise)
+    return WHTPointwise(cin, cout, stride, expand="repeat")
 
 
 def depthwise(kind: str, channels: int, stride: int, size: int | tuple[int, int]) -> nn.Module:
