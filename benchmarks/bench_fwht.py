@@ -6,8 +6,8 @@ Rows: batched float32 ``(B, n)`` with ``B * n = 4M`` for ``n = 2**5 .. 2**16``: 
 ``mnf.transforms.fwht``, of ``x @ H`` (``n <= 4096``) and of ``x.clone()`` (the memory-traffic
 floor), medians of several repeats, 2 torch threads and 2 numba threads. ``fwht`` and the copy
 run back to back in each repeat and their ratio is the median of the per-repeat ratios, so a
-burst of load from elsewhere on a shared machine hits both sides of a ratio alike; then forward+backward of
-the torch wrapper on ``(64, C, 16, 16)`` along ``dim=1``. ``run(quick)`` returns the rows (the
+burst of load from elsewhere on a shared machine hits both sides of a ratio alike. Then
+forward+backward of the torch wrapper on ``(64, C, 16, 16)`` along ``dim=1``. ``run(quick)`` returns the rows (the
 chapter plots them); bars are checked and printed as PASS/FAIL.
 """
 from __future__ import annotations
