@@ -48,6 +48,8 @@ CASES = [
     (1, 4, 5, 7, 8, 2, 3, 0, 4),      # even kernel, stride 3, 1 in / 2 out channels per group
     (2, 6, 4, 4, 3, 4, 1, 0, 3),      # kernel == input, grouped 2 -> 1
     (2, 4, 3, 3, 4, 5, 1, 1, 1),      # kernel larger than input, fits the padded input
+    (2, 64, 5, 6, 10, 3, 2, 1, 2),    # 32 channels per group, 3x3: the register forward kernel,
+    (1, 288, 3, 3, 7, 1, 1, 0, 1),    # and 1x1 with 288 channels; 10 and 7 filters leave remainders
 ]
 
 
@@ -130,6 +132,12 @@ def test_padding_is_explicit_zero_padding(case):
     ya.backward(grad)
     yb.backward(grad)
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_both_dense_forward_kernels_are_used():
+    """The cases above reach both dense forward kernels (the choice is by reduction length)."""
+    lengths = [c // g * k * k for n, c, h, w, o, k, s, p, g in CASES if g < c]
+    assert min(lengths) < cpu.REDUCE_MIN <= max(lengths)
 
 
 def test_cpu_kernels_direct_numpy():
