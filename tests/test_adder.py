@@ -50,6 +50,8 @@ CASES = [
     (2, 4, 3, 3, 4, 5, 1, 1, 1),      # kernel larger than input, fits the padded input
     (2, 64, 5, 6, 10, 3, 2, 1, 2),    # 32 channels per group, 3x3: the register forward kernel,
     (1, 288, 3, 3, 7, 1, 1, 0, 1),    # and 1x1 with 288 channels; 10 and 7 filters leave remainders
+    (2, 8, 6, 5, 16, 3, 2, 1, 2),     # 8 filters per group, 3x3: the register input-gradient kernel,
+    (1, 6, 5, 5, 24, 3, 1, 1, 1),     # with 6 input channels (a remainder of the 4-way blocking)
 ]
 
 
@@ -134,10 +136,12 @@ def test_padding_is_explicit_zero_padding(case):
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-12, atol=1e-12)
 
 
-def test_both_dense_forward_kernels_are_used():
-    """The cases above reach both dense forward kernels (the choice is by reduction length)."""
-    lengths = [c // g * k * k for n, c, h, w, o, k, s, p, g in CASES if g < c]
-    assert min(lengths) < cpu.REDUCE_MIN <= max(lengths)
+def test_both_dense_kernels_of_each_pass_are_used():
+    """The cases above reach both dense forward and both dense input-gradient kernels (each
+    pass chooses by its reduction length)."""
+    dense = [(c // g * k * k, o // g * k * k) for n, c, h, w, o, k, s, p, g in CASES if g < c]
+    assert min(f for f, _ in dense) < cpu.REDUCE_MIN <= max(f for f, _ in dense)
+    assert min(b for _, b in dense) < cpu.GIN_REDUCE_MIN <= max(b for _, b in dense)
 
 
 def test_cpu_kernels_direct_numpy():

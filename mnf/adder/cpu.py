@@ -10,7 +10,10 @@ vectorises it. Nothing of size (C*kh*kw, N*L) is ever built. Two kernel families
   one output row per thread and, for the filter gradient, one partial gradient per thread.
   Filters with a long reduction (``kh * kw * C/G >= REDUCE_MIN``) take a second forward kernel
   instead, ``_fwd_dense_regs``: four output channels at a time, their sums kept in registers,
-  the innermost loop over input channels (filters ``(G, O/G, kh, kw, C/G)``).
+  the innermost loop over input channels (filters ``(G, O/G, kh, kw, C/G)``). Likewise the input
+  gradient with ``kh * kw * O/G >= GIN_REDUCE_MIN`` takes ``_gin_dense_regs``: four input
+  channels at a time, the innermost loop over output channels of a channels-last copy of the
+  output gradient (filters ``(G, C/G, kh, kw, O/G)``).
 - *depthwise* (``groups == C == O``): filters ``(kh, kw, C)``. No full-size copy at all: each
   thread packs the few input (and output-gradient) rows of one band of rows at a time into a
   channels-last scratch buffer (zero padding included) that stays in cache, and writes its
@@ -157,6 +160,59 @@ def _gin_dense(xp, wb, grad, s, p, one, dx):
         for ch in range(ng * cg):
             for q in range(w):
                 dx[b, ch, yy, q] = acc[q, ch]
+
+
+# Reduction length (kh * kw * O/G) from which _gin_dense_regs is used. Measured input-gradient
+# times (2 threads, batch 64, ms, _gin_dense vs _gin_dense_regs + packing the gradient): 3x3
+# 16 -> 16 channels (144) 13.13 vs 11.09; 32 (288) 6.73 vs 4.92; 64 (576) 5.87 vs 3.01; 1x1
+# 32->192 (192) 5.18 vs 4.17; 1x1 576->96 (96) 1.78 vs 1.33; 1x1 192->32 (32) 4.68 vs 6.80.
+GIN_REDUCE_MIN = 64
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def _gin_dense_regs(xp, wc, gp, s, p, one, zero, dx):
+    """The same ``dx`` as ``_gin_dense`` from filters ``wc`` (G, C/G, kh, kw, O/G) and the output
+    gradient packed channels last, ``gp`` (N, OH, OW, O).
+
+    Each input-gradient element is a reduction over the output channels of the taps that read
+    its pixel; four input channels share every gradient load and keep their sums in registers.
+    """
+    n, h, w = dx.shape[0], dx.shape[2], dx.shape[3]
+    ng, cg, kh, kw, og = wc.shape
+    oh, ow = gp.shape[1], gp.shape[2]
+    for r in prange(n * h):
+        b, yy = r // h, r % h
+        for g in range(ng):
+            k0 = g * og
+            for c0 in range(0, cg, 4):
+                m = min(4, cg - c0)  # past the last channel, lanes repeat it (same value, same store)
+                ch = g * cg + c0
+                c1, c2, c3 = ch + min(1, m - 1), ch + min(2, m - 1), ch + min(3, m - 1)
+                for q in range(w):
+                    xr = xp[b, yy + p, q + p]
+                    v0, v1, v2, v3 = xr[ch], xr[c1], xr[c2], xr[c3]
+                    s0 = s1 = s2 = s3 = zero
+                    for i in range(kh):
+                        y = _tap(yy + p - i, s, oh)
+                        if y < 0:
+                            continue
+                        for j in range(kw):
+                            x = _tap(q + p - j, s, ow)
+                            if x < 0:
+                                continue
+                            gr = gp[b, y, x, k0:k0 + og]
+                            w0, w1 = wc[g, c0, i, j], wc[g, c1 - g * cg, i, j]
+                            w2, w3 = wc[g, c2 - g * cg, i, j], wc[g, c3 - g * cg, i, j]
+                            for k in range(og):
+                                t = gr[k]
+                                s0 += t * _ht(w0[k] - v0, one)
+                                s1 += t * _ht(w1[k] - v1, one)
+                                s2 += t * _ht(w2[k] - v2, one)
+                                s3 += t * _ht(w3[k] - v3, one)
+                    dx[b, ch, yy, q] = s0
+                    dx[b, c1, yy, q] = s1
+                    dx[b, c2, yy, q] = s2
+                    dx[b, c3, yy, q] = s3
 
 
 @njit(cache=True)
@@ -382,10 +438,11 @@ def _dw_filters(w):
 
 def _grouped(w, groups, order):
     """Filters (O, Cg, kh, kw) -> (G, kh, kw, *) with the last two axes in ``order``, or, for
-    ``order="k"``, (G, O/G, kh, kw, Cg): one contiguous window per output channel."""
+    ``order="k"``, (G, O/G, kh, kw, Cg): one contiguous window per output channel, or, for
+    ``order="c"``, (G, Cg, kh, kw, O/G): output channels innermost."""
     o, cg, kh, kw = w.shape
     wg = w.reshape(groups, o // groups, cg, kh, kw)  # axes g, k, c, i, j
-    axes = {"ck": (0, 3, 4, 2, 1), "kc": (0, 3, 4, 1, 2), "k": (0, 1, 3, 4, 2)}[order]
+    axes = {"ck": (0, 3, 4, 2, 1), "kc": (0, 3, 4, 1, 2), "k": (0, 1, 3, 4, 2), "c": (0, 2, 3, 4, 1)}[order]
     return np.ascontiguousarray(wg.transpose(axes))
 
 
@@ -429,6 +486,9 @@ def grad_input(x, w, grad, stride=1, padding=0, groups=1):
     with _threads(_work(x, w, grad.shape[2], grad.shape[3])) as nt:
         if _depthwise(x, w, groups):
             _gin_dw(x, _dw_filters(w), grad, stride, padding, one, nt, dx)
+        elif w.shape[0] // groups * w.shape[2] * w.shape[3] >= GIN_REDUCE_MIN:
+            _gin_dense_regs(_pack(x, padding), _grouped(w, groups, "c"), _pack(grad, 0), stride, padding,
+                            one, x.dtype.type(0), dx)
         else:
             _gin_dense(_pack(x, padding), _grouped(w, groups, "kc"), grad, stride, padding, one, dx)
     return dx
