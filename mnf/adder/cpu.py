@@ -94,14 +94,15 @@ def _fwd_dense_regs(xp, wk, s, oh, ow, zero, out):
         b, y = r // oh, r % oh
         for g in range(ng):
             c0 = g * cg
-            for k0 in range(0, og - og % 4, 4):
+            for k0 in range(0, og, 4):
+                m = min(4, og - k0)  # past the last filter, lanes repeat it (same value, same store)
+                k1, k2, k3 = k0 + min(1, m - 1), k0 + min(2, m - 1), k0 + min(3, m - 1)
                 for q in range(ow):
                     s0 = s1 = s2 = s3 = zero
                     for i in range(kh):
                         for j in range(kw):
                             xr = xp[b, y * s + i, q * s + j, c0:c0 + cg]
-                            w0, w1 = wk[g, k0, i, j], wk[g, k0 + 1, i, j]
-                            w2, w3 = wk[g, k0 + 2, i, j], wk[g, k0 + 3, i, j]
+                            w0, w1, w2, w3 = wk[g, k0, i, j], wk[g, k1, i, j], wk[g, k2, i, j], wk[g, k3, i, j]
                             for c in range(cg):
                                 v = xr[c]
                                 s0 += abs(v - w0[c])
@@ -109,18 +110,9 @@ def _fwd_dense_regs(xp, wk, s, oh, ow, zero, out):
                                 s2 += abs(v - w2[c])
                                 s3 += abs(v - w3[c])
                     out[b, g * og + k0, y, q] = -s0
-                    out[b, g * og + k0 + 1, y, q] = -s1
-                    out[b, g * og + k0 + 2, y, q] = -s2
-                    out[b, g * og + k0 + 3, y, q] = -s3
-            for k in range(og - og % 4, og):  # the last og % 4 filters one at a time
-                for q in range(ow):
-                    s0 = zero
-                    for i in range(kh):
-                        for j in range(kw):
-                            xr, w0 = xp[b, y * s + i, q * s + j, c0:c0 + cg], wk[g, k, i, j]
-                            for c in range(cg):
-                                s0 += abs(xr[c] - w0[c])
-                    out[b, g * og + k, y, q] = -s0
+                    out[b, g * og + k1, y, q] = -s1
+                    out[b, g * og + k2, y, q] = -s2
+                    out[b, g * og + k3, y, q] = -s3
 
 
 @njit(cache=True)
