@@ -132,6 +132,32 @@ def test_strided_inputs(order):
                                                    want, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [8, 16, 32, 64, 128, 4096, 8192])
+def test_row_kernel_simd_and_scalar_paths_agree(n, dtype):
+    """Unit-stride rows take the SIMD-register stages, strided rows the scalar ones: the same
+    additions in the same order, so the results must be equal bit for bit, and equal the dense
+    product (orderings and scaling included)."""
+    from mnf.transforms import cpu
+    rng = np.random.default_rng(n)
+    wide = rng.standard_normal((5, 2 * n)).astype(dtype)
+    strided, unit = wide[:, ::2], np.ascontiguousarray(wide[:, ::2])
+    assert strided.strides[1] != strided.itemsize and unit.strides[1] == unit.itemsize
+    perm = np.random.default_rng(0).permutation(n)
+    for p, scale in ((np.empty(0, np.int64), 1.0), (np.empty(0, np.int64), 0.5), (perm, 0.25)):
+        got = []
+        for x in (unit, strided):
+            for kernel in (cpu.fwht_rows, cpu.fwht_rows_serial):
+                out = np.empty(x.shape, dtype)
+                kernel(x, out, p, dtype(scale), 3)
+                got.append(out)
+        for other in got[1:]:
+            np.testing.assert_array_equal(got[0], other)
+        want = (unit.astype(np.float64) @ T.hadamard(n)) * scale
+        want = want[:, p] if len(p) else want
+        np.testing.assert_allclose(got[0], want, rtol=0, atol=(1e-4 if dtype == np.float32 else 1e-11) * n)
+
+
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_torch_nchw_channel_dim(memory_format, dtype):

@@ -13,14 +13,18 @@ Both batched kernels compute ``out[..., k, ...] = scale * (H @ x)[perm[k]]`` alo
 axis (``H`` natural order; ``perm`` empty means the identity), so orderings are one index gather
 and normalization one multiply, both fused into the final store.
 
-Speed: the first three stages are one fused radix-8 pass over registers, the remaining stages are
-radix-4 passes (two stages per sweep over memory) whose inner loop is over contiguous elements,
-and rows longer than ``BLOCK`` first finish all stages that fit in an L1-sized chunk.
+Speed: on unit-stride rows the first six stages (three for n = 8, four for 16, five for 32) run
+in SIMD registers, one 8-wide vector per 8 elements (``_simd_h8`` ... ``_simd_h64``); strided rows
+take a scalar radix-8 pass for the first three. The remaining stages are radix-4 passes (two stages
+per sweep over memory) whose inner loop is over contiguous elements, and rows longer than
+``BLOCK`` first finish all stages that fit in an L1-sized chunk.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 BLOCK = 2048  # elements per cache chunk: 8 KB float32 / 16 KB float64 fit in L1
 
@@ -34,6 +38,62 @@ def _radix2(buf, lo, hi, h):
             a, b = p[j], q[j]
             p[j] = a + b
             q[j] = a - b
+
+
+def _simd_kernel(m: int):
+    """An intrinsic ``f(src, i, dst, j)``: ``dst[j:j+8m] = H_{8m} @ src[i:i+8m]`` in registers.
+
+    Both arrays must have unit stride (float32 or float64). Written in LLVM IR because the first
+    three stages mix lanes *within* a vector, which LLVM does not find on its own in scalar code:
+    the scalar radix-8 pass (``_radix8``) took 0.76 ms per 2M float32 on one core, this pass
+    (m = 1) 0.18 ms, a plain copy 0.16 ms. Stage ``h`` in {1, 2, 4} is
+    ``v <- v * sign_h + swap_h(v)``: ``swap_h`` exchanges lanes ``k`` and ``k ^ h`` (a shuffle) and
+    ``sign_h[k] = -1`` where bit ``h`` of ``k`` is set, so lane ``k`` gets ``a + b`` and lane
+    ``k ^ h`` gets ``a - b``; multiplying by +-1 is exact, so the result is the scalar butterfly's
+    bit for bit. Stages ``h >= 8`` are plain butterflies between whole vectors. Keeping 8m elements
+    in registers (m <= 8: 8 vector registers for float32) saves log2(m) sweeps over memory.
+    """
+    @intrinsic
+    def simd_h(typingctx, src, i, dst, j):
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
+                and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            sty, _, dty, _ = signature.args
+            vty = ir.VectorType(context.get_value_type(sty.dtype), 8)
+            align = sty.dtype.bitwidth // 8
+            src_data = context.make_array(sty)(context, builder, args[0]).data
+            dst_data = context.make_array(dty)(context, builder, args[2]).data
+
+            def vector_ptr(data, start, k):  # &data[start + 8k] as a vector pointer
+                idx = builder.add(start, ir.Constant(start.type, 8 * k))
+                return builder.bitcast(builder.gep(data, [idx]), vty.as_pointer())
+
+            v = [builder.load(vector_ptr(src_data, args[1], k), align=align) for k in range(m)]
+            for h in (1, 2, 4):
+                swap = ir.Constant(ir.VectorType(ir.IntType(32), 8), [k ^ h for k in range(8)])
+                sign = ir.Constant(vty, [-1.0 if k & h else 1.0 for k in range(8)])
+                v = [builder.fadd(builder.fmul(u, sign),
+                                  builder.shuffle_vector(u, ir.Constant(vty, ir.Undefined), swap))
+                     for u in v]
+            h = 1
+            while h < m:
+                for k in range(m):
+                    if not k & h:
+                        a, b = v[k], v[k + h]
+                        v[k], v[k + h] = builder.fadd(a, b), builder.fsub(a, b)
+                h *= 2
+            for k in range(m):
+                builder.store(v[k], vector_ptr(dst_data, args[3], k), align=align)
+            return context.get_dummy_value()
+
+        return types.void(src, i, dst, j), codegen
+
+    return simd_h
+
+
+_simd_h8, _simd_h16, _simd_h32, _simd_h64 = (_simd_kernel(m) for m in (1, 2, 4, 8))
 
 
 @njit(inline="always", cache=True)
@@ -82,10 +142,24 @@ def _transform(src, dst):
             _radix2(dst, 0, n, h)
             h *= 2
         return
+    simd = src.strides[0] == src.itemsize and dst.strides[0] == dst.itemsize
+    if simd and n <= 32:  # the whole row in registers
+        if n == 8:
+            _simd_h8(src, 0, dst, 0)
+        elif n == 16:
+            _simd_h16(src, 0, dst, 0)
+        else:
+            _simd_h32(src, 0, dst, 0)
+        return
     chunk = min(n, BLOCK)
     for lo in range(0, n, chunk):       # everything that fits in one L1 chunk first ...
-        _radix8(src, dst, lo, lo + chunk)
-        _stages(dst, lo, lo + chunk, 8)
+        if simd:
+            for i in range(lo, lo + chunk, 64):
+                _simd_h64(src, i, dst, i)
+            _stages(dst, lo, lo + chunk, 64)
+        else:
+            _radix8(src, dst, lo, lo + chunk)
+            _stages(dst, lo, lo + chunk, 8)
     if n > chunk:                       # ... then the long-distance stages over the whole row
         _stages(dst, 0, n, chunk)
 
@@ -107,22 +181,27 @@ def fwht_rows(x, out, perm, scale, nchunks):
     ``nchunks``: rows are split into this many parallel chunks (a few per thread).
     """
     rows, n = x.shape
-    plain = perm.shape[0] == 0 and scale == 1.0
     nchunks = max(1, min(rows, nchunks))
+    # The transform loop holds no array but ``x`` and ``out``: with a scratch array alive in the
+    # same loop every row cost ~20 ns more (2.7 ms instead of 0.1 ms for 1M float32 in rows of 8
+    # on one core; most likely reference counting of the row views that Numba could no longer
+    # prove unneeded). So orderings and scaling are a second sweep.
+    for c in prange(nchunks):
+        for r in range(c * rows // nchunks, (c + 1) * rows // nchunks):
+            _transform(x[r], out[r])
+    if perm.shape[0] == 0 and scale == 1.0:
+        return
     for c in prange(nchunks):
         tmp = np.empty(n, dtype=out.dtype)
         for r in range(c * rows // nchunks, (c + 1) * rows // nchunks):
-            if plain:
-                _transform(x[r], out[r])
-                continue
-            _transform(x[r], tmp)
-            dst = out[r]
             if perm.shape[0] == 0:
                 for k in range(n):
-                    dst[k] = tmp[k] * scale
-            else:
-                for k in range(n):
-                    dst[k] = tmp[perm[k]] * scale
+                    out[r, k] *= scale
+                continue
+            for k in range(n):
+                tmp[k] = out[r, k]
+            for k in range(n):
+                out[r, k] = tmp[perm[k]] * scale
 
 
 @njit(inline="always", cache=True)
