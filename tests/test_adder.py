@@ -52,6 +52,12 @@ CASES = [
     (1, 288, 3, 3, 7, 1, 1, 0, 1),    # and 1x1 with 288 channels; 10 and 7 filters leave remainders
     (2, 8, 6, 5, 16, 3, 2, 1, 2),     # 8 filters per group, 3x3: the register input-gradient kernel,
     (1, 6, 5, 5, 24, 3, 1, 1, 1),     # with 6 input channels (a remainder of the 4-way blocking)
+    (2, 5, 16, 14, 6, 3, 1, 1, 1),    # planes of >= GIN_FLAT_MIN elements: the flat input gradient,
+    (1, 8, 17, 16, 8, 3, 1, 2, 2),    # grouped, padding larger than (k - 1) / 2,
+    (1, 9, 16, 17, 4, 1, 1, 0, 1),    # and 1x1
+    (2, 12, 9, 10, 8, 3, 1, 1, 1),    # >= 8 channels and columns: 8x8 SIMD transposes + leftovers
+    (2, 16, 11, 9, 16, 3, 1, 1, 16),  # the same, depthwise
+    (1, 24, 17, 17, 24, 3, 2, 1, 24), # depthwise, stride 2, output rows of 9
 ]
 
 
@@ -142,6 +148,44 @@ def test_both_dense_kernels_of_each_pass_are_used():
     dense = [(c // g * k * k, o // g * k * k) for n, c, h, w, o, k, s, p, g in CASES if g < c]
     assert min(f for f, _ in dense) < cpu.REDUCE_MIN <= max(f for f, _ in dense)
     assert min(b for _, b in dense) < cpu.GIN_REDUCE_MIN <= max(b for _, b in dense)
+
+
+def test_flat_kernels_and_transposes_are_used():
+    """Some cases above take the flat-plane forward and input-gradient kernels (stride 1, planes
+    of at least FLAT_MIN / GIN_FLAT_MIN elements), some do not, and some have whole 8x8 blocks
+    for the SIMD transposes, dense and depthwise."""
+    flat = [h * (w + 2 * p - k + 1 + 2 * (k - 1)) >= cpu.GIN_FLAT_MIN
+            for n, c, h, w, o, k, s, p, g in CASES if s == 1 and g < c]
+    assert any(flat) and not all(flat)
+    flat_fwd = [(h + 2 * p - k + 1) * (w + 2 * p) >= cpu.FLAT_MIN
+                for n, c, h, w, o, k, s, p, g in CASES if s == 1 and g < c and k > 1]
+    assert any(flat_fwd) and not all(flat_fwd)
+    blocks = {g == c for n, c, h, w, o, k, s, p, g in CASES if c >= 8 and w >= 8}
+    assert blocks == {True, False}
+
+
+def test_transpose8_matches_numpy():
+    from numba import njit
+
+    from mnf.simd import transpose8, transpose8_network
+
+    rows = [np.arange(8) + 8 * r for r in range(8)]
+    cols = transpose8_network(rows, lambda a, b, m: np.concatenate([a, b])[m])
+    np.testing.assert_array_equal(np.array(cols), np.arange(64).reshape(8, 8).T)
+
+    @njit
+    def run(src, s0, ss, dst, d0, ds):
+        transpose8(src, s0, ss, dst, d0, ds)
+
+    for dtype in (np.float32, np.float64):
+        src = np.random.default_rng(0).standard_normal(200).astype(dtype)
+        dst = np.zeros(300, dtype)
+        run(src, 5, 23, dst, 7, 31)
+        want = np.zeros(300, dtype)
+        for r in range(8):
+            for c in range(8):
+                want[7 + c * 31 + r] = src[5 + r * 23 + c]
+        np.testing.assert_array_equal(dst, want)
 
 
 def test_cpu_kernels_direct_numpy():

@@ -22,13 +22,16 @@ vectorises it. Nothing of size (C*kh*kw, N*L) is ever built. Two kernel families
 Rows of the output (forward, filter gradient) or of the input (input gradient, a gather so no
 two threads write the same element) are spread over threads; small calls run on one thread
 (see ``SERIAL_WORK``). All functions take NumPy arrays of one float dtype (float32 or float64),
-any strides, already validated by :func:`mnf.adder.adder2d`; they return new C-contiguous arrays.
+any strides (the entry points make inputs C-contiguous: the packing reads them as flat arrays),
+already validated by :func:`mnf.adder.adder2d`; they return new C-contiguous arrays.
 """
 import contextlib
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+from mnf.simd import transpose8
 
 # Element operations (|x - f| terms) below which one thread runs the kernel: about 0.2 ms of
 # work on one core. Measured on 2 idle cores, a depthwise layer of 1.8M terms (MobileNetV2,
@@ -37,17 +40,38 @@ from numba import njit, prange
 SERIAL_WORK = 1 << 19
 
 
+@njit(inline="always", cache=True)
+def _row_cl(a, b, y, p, o):
+    """One row to channels last: ``o[p + q, c] = a[b, c, y, q]`` for ``o`` (W + 2p, C) and ``a``
+    (N, C, H, W), both C-contiguous. Whole 8x8 blocks go through ``transpose8`` (SIMD shuffles,
+    2-4x faster than element by element, measured); the rest one element at a time."""
+    c, h, w = a.shape[1], a.shape[2], a.shape[3]
+    c8, w8 = c - c % 8, w - w % 8
+    if c8 == 0 or w8 == 0:  # no whole block: contiguous reads, strided writes (a loop of its
+        # own: sharing the leftover loop below made rows of 4 pixels 2x slower, measured)
+        for ch in range(c):
+            src = a[b, ch, y]
+            for q in range(w):
+                o[p + q, ch] = src[q]
+        return
+    af, of = a.ravel(), o.ravel()
+    for c0 in range(0, c8, 8):
+        for q0 in range(0, w8, 8):
+            transpose8(af, ((b * c + c0) * h + y) * w + q0, h * w, of, (p + q0) * c + c0, c)
+    for ch in range(c):  # the leftover columns of the blocked channels, then the other channels
+        src = a[b, ch, y]
+        for q in range(w8 if ch < c8 else 0, w):
+            o[p + q, ch] = src[q]
+
+
 @njit(cache=True)
 def _pack(x, p):
-    """(N, C, H, W) any strides -> zero-padded channels-last (N, H+2p, W+2p, C). Serial: it is
+    """(N, C, H, W) C-contiguous -> zero-padded channels-last (N, H+2p, W+2p, C). Serial: it is
     memory bound, and a parallel region costs more than it saves on a busy machine."""
     n, c, h, w = x.shape
     out = np.zeros((n, h + 2 * p, w + 2 * p, c), x.dtype)
     for r in range(n * h):
-        b, y = r // h, r % h
-        for q in range(w):
-            for ch in range(c):
-                out[b, y + p, q + p, ch] = x[b, ch, y, q]
+        _row_cl(x, r // h, r % h, p, out[r // h, r % h + p])
     return out
 
 
@@ -284,6 +308,12 @@ FLAT_CHUNK = 1024  # elements of a flat plane per inner sweep: four gradient row
 # 3.66 vs 12.0; 32ch 16px (320) 3.60 vs 5.26; 64ch 8px (96) 6.17 vs 3.08; 1x1 32->192 16px
 # (256) 1.82 vs 2.18; 1x1 576->96 4px (16) 2.08 vs 0.75: short planes make short loops.
 GIN_FLAT_MIN = 256
+# The same for the forward pass (output planes of oh rows of width w + 2p, kernels larger than
+# 1x1). Measured (ms, as above, _fwd_flat vs the kernel it replaces): 3x3 16ch 32px 3.3 vs 3.6
+# (14 when _fwd_dense was freshly compiled rather than loaded from Numba's cache: the same code
+# compiles to a 4x slower loop in-process, a known Numba anomaly); 32ch 16px 2.8 vs 4.5; 1x1
+# 32->192 16px 1.9 vs 1.1 (so 1x1 keeps the old kernel).
+FLAT_MIN = 256
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
@@ -336,6 +366,51 @@ def _gw_flat_chunk(xf, gf, wf, kh, kw, zero, q0, q1, og, acc):
                         acc[k2, c, i, j] += s2
                     if mk > 3:
                         acc[k3, c, i, j] += s3
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def _fwd_flat(xflat, offs, fv, og, size, wf, oh, ow, zero, out):
+    """out[b, k, y, x] = -sum_t |xflat[q + offs[k // og, t]] - fv[k, t]| at q = b*size + y*wf + x.
+
+    ``xflat``: the input padded and flattened with row width ``wf`` (``_flat``, raveled), one
+    image every ``size`` elements; tap ``t`` (an input channel of the group and a position
+    ``i, j``) of every output sits at the constant offset ``offs[g, t]``; ``fv[k, t]`` is filter
+    ``k``'s value there. Work units: a filter and a chunk of ``FLAT_CHUNK`` output positions,
+    four taps sharing every load and store of the accumulator; columns past ``ow`` and rows past
+    ``oh`` are computed too and dropped.
+    """
+    o, ntap = fv.shape
+    total = out.shape[0] * size
+    nch = (total + FLAT_CHUNK - 1) // FLAT_CHUNK
+    for u in prange(o * nch):
+        k, q0 = u // nch, u % nch * FLAT_CHUNK
+        m = min(FLAT_CHUNK, total - q0)
+        off, f = offs[k // og], fv[k]
+        acc = np.zeros(m, xflat.dtype)
+        for t in range(0, ntap - 3, 4):
+            f0, f1, f2, f3 = f[t], f[t + 1], f[t + 2], f[t + 3]
+            x0 = xflat[q0 + off[t]:q0 + off[t] + m]
+            x1 = xflat[q0 + off[t + 1]:q0 + off[t + 1] + m]
+            x2 = xflat[q0 + off[t + 2]:q0 + off[t + 2] + m]
+            x3 = xflat[q0 + off[t + 3]:q0 + off[t + 3] + m]
+            for q in range(m):
+                acc[q] -= abs(x0[q] - f0) + abs(x1[q] - f1) + abs(x2[q] - f2) + abs(x3[q] - f3)
+        for t in range(ntap - ntap % 4, ntap):
+            ft, xt = f[t], xflat[q0 + off[t]:q0 + off[t] + m]
+            for q in range(m):
+                acc[q] -= abs(xt[q] - ft)
+        b, r = q0 // size, q0 % size  # back to (N, O, OH, OW), one run of a row at a time
+        y, x = r // wf, r % wf
+        start = q0 - x
+        while start < q0 + m:
+            if y < oh:
+                dst = out[b, k, y]
+                for q in range(max(start, q0), min(start + ow, q0 + m)):
+                    dst[q - start] = acc[q - q0]
+            start += wf
+            y += 1
+            if y * wf == size:
+                y, b = 0, b + 1
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
@@ -397,26 +472,34 @@ BAND = 8
 def _rows_cl(a, b, r0, p, out):
     """Rows ``r0 ..`` of image ``b`` of ``a`` (N, C, H, W) channels last into ``out`` (R, W+2p, C):
     ``out[r, p+q, c] = a[b, c, r0+r, q]``; padding columns and rows outside ``[0, H)`` are zero."""
-    c, h, w = a.shape[1], a.shape[2], a.shape[3]
+    h, w = a.shape[2], a.shape[3]
     for r in range(out.shape[0]):
         if r0 + r < 0 or r0 + r >= h:
             out[r] = 0
             continue
         out[r, :p] = 0
         out[r, p + w:] = 0
-        o = out[r]
-        for ch in range(c):  # contiguous reads, strided writes: 3x faster than the other order
-            src = a[b, ch, r0 + r]
-            for q in range(w):
-                o[p + q, ch] = src[q]
+        _row_cl(a, b, r0 + r, p, out[r])
 
 
 @njit(cache=True)
-def _store_row(acc, scale, b, y, out):
-    """out[b, c, y, q] = scale * acc[q, c]: one channels-last row back to (N, C, H, W)."""
-    for ch in range(acc.shape[1]):
-        for q in range(acc.shape[0]):
-            out[b, ch, y, q] = scale * acc[q, ch]
+def _store_row(acc, b, y, out):
+    """out[b, c, y, q] = acc[q, c]: one channels-last row (W, C) back to (N, C, H, W)."""
+    w, c = acc.shape
+    h = out.shape[2]
+    c8, w8 = c - c % 8, w - w % 8
+    if c8 == 0 or w8 == 0:  # no whole block (a loop of its own, as in _row_cl)
+        for ch in range(c):
+            for q in range(w):
+                out[b, ch, y, q] = acc[q, ch]
+        return
+    af, of = acc.ravel(), out.ravel()
+    for c0 in range(0, c8, 8):
+        for q0 in range(0, w8, 8):
+            transpose8(af, q0 * c + c0, c, of, ((b * c + c0) * h + y) * w + q0, h * w)
+    for ch in range(c):
+        for q in range(w8 if ch < c8 else 0, w):
+            out[b, ch, y, q] = acc[q, ch]
 
 
 @njit(cache=True)
@@ -445,8 +528,8 @@ def _fwd_dw_band(xs, wd, s, y0, y1, acc, b, out):
                 for j in range(kw):
                     xr, wr = xs[(y - y0) * s + i, q * s + j], wd[i, j]
                     for ch in range(c):
-                        a[ch] += abs(xr[ch] - wr[ch])
-        _store_row(acc, -1, b, y, out)
+                        a[ch] -= abs(xr[ch] - wr[ch])
+        _store_row(acc, b, y, out)
 
 
 @njit(parallel=True, cache=True)
@@ -487,7 +570,7 @@ def _gin_dw_band(xs, wd, gs, g0, s, p, r0, r1, one, acc, b, dx):
                     gr, wr = gs[y - g0, xq], wd[i, j]
                     for ch in range(c):
                         a[ch] += gr[ch] * _ht(wr[ch] - xr[ch], one)
-        _store_row(acc, 1, b, yy, dx)
+        _store_row(acc, b, yy, dx)
 
 
 @njit(parallel=True, cache=True)
@@ -594,13 +677,30 @@ def _threads(work):
         numba.set_num_threads(nt)
 
 
+def _fwd_flat_call(x, w, padding, groups, nt, out):
+    """Lay out the flat input planes and tap offsets for ``_fwd_flat`` (stride 1)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    wf = wd + 2 * padding
+    size = (h + 2 * padding) * wf
+    xf = _flat(x, padding, padding, wf, size, (kh - 1) * wf + kw - 1, nt)
+    i, j = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    taps = (np.arange(cg)[:, None] * xf.shape[1] + (i * wf + j).ravel()[None, :]).ravel()
+    offs = np.ascontiguousarray(taps[None, :] + (np.arange(groups) * cg * xf.shape[1])[:, None])
+    fv = np.ascontiguousarray(w.reshape(o, -1))  # (O, cg * kh * kw): the same tap order
+    _fwd_flat(xf.ravel(), offs, fv, o // groups, size, wf, out.shape[2], out.shape[3], x.dtype.type(0), out)
+
+
 def forward(x, w, stride=1, padding=0, groups=1):
     """Adder output ``Y`` (N, O, OH, OW) = -sum |X - F| over each window (eq. 3.1)."""
+    x = np.ascontiguousarray(x)  # the packing reads x as one flat array
     oh, ow = _sizes(x, w, stride, padding)
     out = np.empty((x.shape[0], w.shape[0], oh, ow), x.dtype)
     with _threads(_work(x, w, oh, ow)) as nt:
         if _depthwise(x, w, groups):
             _fwd_dw(x, _dw_filters(w), stride, padding, nt, out)
+        elif stride == 1 and w.shape[2] * w.shape[3] > 1 and oh * (x.shape[3] + 2 * padding) >= FLAT_MIN:
+            _fwd_flat_call(x, w, padding, groups, nt, out)
         elif w[0].size >= REDUCE_MIN:
             _fwd_dense_regs(_pack(x, padding), _grouped(w, groups, "k"), stride, oh, ow, x.dtype.type(0), out)
         else:
@@ -629,6 +729,7 @@ def _gin_flat_call(x, w, grad, padding, groups, nt, dx):
 
 def grad_input(x, w, grad, stride=1, padding=0, groups=1):
     """Surrogate input gradient (N, C, H, W): sum of ``grad * HardTanh(F - X)`` (eq. 3.5-3.6)."""
+    x, grad = np.ascontiguousarray(x), np.ascontiguousarray(grad)
     dx = np.empty(x.shape, x.dtype)
     one = x.dtype.type(1)
     with _threads(_work(x, w, grad.shape[2], grad.shape[3])) as nt:
@@ -647,6 +748,7 @@ def grad_input(x, w, grad, stride=1, padding=0, groups=1):
 def grad_weight(x, w, grad, stride=1, padding=0, groups=1, sign=False):
     """Filter gradient (O, C/groups, kh, kw): sum of ``grad * (X - F)`` (eq. 3.4), or of
     ``grad * sign(X - F)`` (eq. 3.3) when ``sign``."""
+    x, grad = np.ascontiguousarray(x), np.ascontiguousarray(grad)
     with _threads(_work(x, w, grad.shape[2], grad.shape[3])) as nt:
         nt = max(1, min(nt, x.shape[0] * grad.shape[2]))  # one partial gradient per thread
         if _depthwise(x, w, groups):
