@@ -525,8 +525,17 @@ def _fwd_dw_band(xs, wd, s, y0, y1, acc, b, out):
         for q in range(acc.shape[0]):
             a = acc[q]
             for i in range(kh):
-                for j in range(kw):
-                    xr, wr = xs[(y - y0) * s + i, q * s + j], wd[i, j]
+                xrow, wrow = xs[(y - y0) * s + i], wd[i]
+                j = 0
+                while j + 2 < kw:  # three taps per sweep over the channels: a[] is loaded and
+                    # stored once for three terms (the loop was bound by loads and stores)
+                    x0, x1, x2 = xrow[q * s + j], xrow[q * s + j + 1], xrow[q * s + j + 2]
+                    w0, w1, w2 = wrow[j], wrow[j + 1], wrow[j + 2]
+                    for ch in range(c):
+                        a[ch] -= abs(x0[ch] - w0[ch]) + abs(x1[ch] - w1[ch]) + abs(x2[ch] - w2[ch])
+                    j += 3
+                for jj in range(j, kw):
+                    xr, wr = xrow[q * s + jj], wrow[jj]
                     for ch in range(c):
                         a[ch] -= abs(xr[ch] - wr[ch])
         _store_row(acc, b, y, out)
