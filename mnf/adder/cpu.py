@@ -1,26 +1,32 @@
 """Numba CPU kernels for the adder convolution (same contracts as :mod:`mnf.adder.reference`).
 
-Channels-last inner loops: every innermost loop walks channels contiguous in memory, so LLVM
-vectorises it. Nothing of size (C*kh*kw, N*L) is ever built. Two kernel families:
+Nothing of size (C*kh*kw, N*L) is ever built. Every kernel is arranged so that its innermost
+loop walks contiguous memory (LLVM vectorises only such loops) and is long; which arrangement
+wins depends on the layer's shape, so each pass picks its kernel by measured thresholds (the
+constants below, each with the measurements behind it):
 
-- *dense* (any ``groups`` with more than one channel per group): the input is packed once into a
-  zero-padded channels-last copy ``xp`` (N, H+2p, W+2p, C); filters are repacked
-  ``(G, kh, kw, C/G, O/G)`` for the forward pass (innermost loop over output channels) and
-  ``(G, kh, kw, O/G, C/G)`` for both gradients (innermost loop over input channels). Scratch:
-  one output row per thread and, for the filter gradient, one partial gradient per thread.
-  Filters with a long reduction (``kh * kw * C/G >= REDUCE_MIN``) take a second forward kernel
-  instead, ``_fwd_dense_regs``: four output channels at a time, their sums kept in registers,
-  the innermost loop over input channels (filters ``(G, O/G, kh, kw, C/G)``). Likewise the input
-  gradient with ``kh * kw * O/G >= GIN_REDUCE_MIN`` takes ``_gin_dense_regs``: four input
-  channels at a time, the innermost loop over output channels of a channels-last copy of the
-  output gradient (filters ``(G, C/G, kh, kw, O/G)``).
+- *flat planes* (stride 1, dense, planes of at least ``FLAT_MIN`` / ``GIN_FLAT_MIN`` elements;
+  the filter gradient for every stride-1 dense layer): the input is zero-padded and each
+  channel's plane flattened row by row with one row width (``_flat``), so every tap ``(i, j)``
+  is a constant offset into the flat plane and a sum over the pixels of a tap is one long
+  contiguous loop (``_fwd_flat``, ``_gin_flat``, ``_gw_flat``). The full-precision filter
+  gradient uses ``sum g * (x - F) = sum g * x - F * sum g``.
+- *dense channels last* (the other dense layers: few pixels, or stride > 1): the input is
+  packed once into a zero-padded channels-last copy ``xp`` (N, H+2p, W+2p, C); the innermost
+  loops run over channels. Filters are repacked ``(G, kh, kw, C/G, O/G)`` for the forward pass
+  (innermost loop over output channels) and ``(G, kh, kw, O/G, C/G)`` for both gradients
+  (innermost loop over input channels). Long reductions (``kh * kw * C/G >= REDUCE_MIN``) take
+  ``_fwd_dense_regs`` instead: four output channels at a time, their sums kept in registers
+  (filters ``(G, O/G, kh, kw, C/G)``); likewise the input gradient with ``kh * kw * O/G >=
+  GIN_REDUCE_MIN`` takes ``_gin_dense_regs`` (filters ``(G, C/G, kh, kw, O/G)``).
 - *depthwise* (``groups == C == O``): filters ``(kh, kw, C)``. No full-size copy at all: each
   thread packs the few input (and output-gradient) rows of one band of rows at a time into a
   channels-last scratch buffer (zero padding included) that stays in cache, and writes its
   results straight into the (N, C, H, W) output.
 
-Rows of the output (forward, filter gradient) or of the input (input gradient, a gather so no
-two threads write the same element) are spread over threads; small calls run on one thread
+Switching between NCHW and channels last goes through 8x8 SIMD transposes
+(:func:`mnf.simd.transpose8`). Work is spread over threads by rows, bands or chunks (the input
+gradient is a gather, so no two threads write the same element); small calls run on one thread
 (see ``SERIAL_WORK``). All functions take NumPy arrays of one float dtype (float32 or float64),
 any strides (the entry points make inputs C-contiguous: the packing reads them as flat arrays),
 already validated by :func:`mnf.adder.adder2d`; they return new C-contiguous arrays.
@@ -324,7 +330,8 @@ def _gw_flat(xf, gf, wf, kh, kw, zero, part):
     ``gf``: the output gradient flattened the same way, (O, N * L), zeros past the output's width
     and height in each image. That is ``sum g * x`` of the full-precision filter gradient
     ``sum g * (x - w) = sum g * x - w * sum g`` (eq. 3.4): one multiply-add per term, four filters
-    sharing every input load, their sums in registers, one loop over all images at once.
+    sharing every input load, their sums in registers; each thread sweeps its share of the
+    positions of all images in chunks of ``FLAT_CHUNK`` (so the gradient rows stay in L1).
     """
     o, m = gf.shape
     nt, cg = part.shape[0], part.shape[2]
