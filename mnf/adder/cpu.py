@@ -316,9 +316,10 @@ FLAT_CHUNK = 1024  # elements of a flat plane per inner sweep: four gradient row
 GIN_FLAT_MIN = 256
 # The same for the forward pass (output planes of oh rows of width w + 2p, kernels larger than
 # 1x1). Measured (ms, as above, _fwd_flat vs the kernel it replaces): 3x3 16ch 32px 3.3 vs 3.6
-# (14 when _fwd_dense was freshly compiled rather than loaded from Numba's cache: the same code
-# compiles to a 4x slower loop in-process, a known Numba anomaly); 32ch 16px 2.8 vs 4.5; 1x1
-# 32->192 16px 1.9 vs 1.1 (so 1x1 keeps the old kernel).
+# (13.3 when _fwd_dense had been compiled in the same process rather than loaded from Numba's
+# cache: measured repeatedly, cause unknown; Numba issue #10617 reports fresh and cached code of
+# parallel functions running at different speeds); 32ch 16px 2.8 vs 4.5; 1x1 32->192 16px 1.9
+# vs 1.1 (so 1x1 keeps the old kernel).
 FLAT_MIN = 256
 
 
