@@ -188,6 +188,18 @@ def test_transpose8_matches_numpy():
         np.testing.assert_array_equal(dst, want)
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_backward_matches_separate_gradients(case):
+    """cpu.backward (one sweep for depthwise layers) == grad_input and grad_weight, both filter
+    gradients; every case, so depthwise ones with strides, big padding and odd sizes too."""
+    x, w, s, p, g = (v.numpy() if isinstance(v, torch.Tensor) else v for v in _data(case, seed=5))
+    gy = np.random.default_rng(6).standard_normal(cpu.forward(x, w, s, p, g).shape)
+    for sign in (False, True):
+        dx, dw = cpu.backward(x, w, gy, s, p, g, sign)
+        np.testing.assert_allclose(dx, cpu.grad_input(x, w, gy, s, p, g), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dw, cpu.grad_weight(x, w, gy, s, p, g, sign), rtol=1e-12, atol=1e-12)
+
+
 def test_cpu_kernels_direct_numpy():
     x, w, s, p, g = _data(CASES[1], seed=3)
     xn, wn = x.numpy(), w.numpy()

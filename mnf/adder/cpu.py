@@ -567,15 +567,16 @@ def _fwd_dw(x, wd, s, p, nt, out):
 
 
 @njit(cache=True)
-def _gin_dw_band(xs, wd, gs, g0, s, p, r0, r1, one, acc, b, dx):
+def _gin_dw_band(xs, x0, xc, wd, gs, g0, s, p, r0, r1, one, acc, b, dx):
     """Input-gradient rows ``[r0, r1)`` of image ``b``: a gather over the taps that read them,
-    from the packed input rows ``xs`` and output-gradient rows ``gs`` (from row ``g0``)."""
+    from the packed input rows ``xs`` (input pixel ``(y', x')`` at ``xs[y' - x0, x' + xc]``) and
+    output-gradient rows ``gs`` (from row ``g0``)."""
     kh, kw, c = wd.shape
     oh, ow = (dx.shape[2] + 2 * p - kh) // s + 1, (dx.shape[3] + 2 * p - kw) // s + 1
     for yy in range(r0, r1):
         acc[:] = 0
         for q in range(acc.shape[0]):
-            a, xr = acc[q], xs[yy - r0, q]
+            a, xr = acc[q], xs[yy - x0, q + xc]
             for i in range(kh):
                 y = _tap(yy + p - i, s, oh)
                 if y < 0:
@@ -608,7 +609,7 @@ def _gin_dw(x, wd, grad, s, p, one, nt, dx):
             g1 = max(g0, min(oh, (r1 - 1 + p) // s + 1))  # one past the last reaching r1 - 1
             _rows_cl(grad, b, g0, 0, gs[:g1 - g0])
             _rows_cl(x, b, r0, 0, xs[:r1 - r0])
-            _gin_dw_band(xs, wd, gs, g0, s, p, r0, r1, one, acc, b, dx)
+            _gin_dw_band(xs, r0, 0, wd, gs, g0, s, p, r0, r1, one, acc, b, dx)
 
 
 @njit(cache=True)
@@ -648,6 +649,59 @@ def _gw_dw(x, wd, grad, s, p, sign, one, part):
             _rows_cl(grad, b, y0, 0, gs[:y1 - y0])
             _gw_dw_band(rows, wd, gs[:y1 - y0], s, sign, one, acc)
         part[t] = acc
+
+
+@njit(parallel=True, cache=True)
+def _bwd_dw(x, wd, grad, s, p, sign, one, dx, part):
+    """Both depthwise gradients in one sweep: ``dx`` as ``_gin_dw`` and ``part`` as ``_gw_dw``.
+
+    Each unit (an image and a band of input rows, as in ``_gin_dw``) packs its input rows (with
+    the padding the filter gradient needs) and output-gradient rows once, computes the input
+    gradient of its rows, and adds the filter gradient of the output rows ``y`` whose row
+    ``min(y * s, H - 1)`` lies in its band (so every output row is counted exactly once).
+    """
+    n, c, h, w = x.shape
+    kh, kw = wd.shape[0], wd.shape[1]
+    oh, ow = grad.shape[2], grad.shape[3]
+    nt = part.shape[0]
+    for t in prange(nt):
+        u0, u1, nb = _units(t, nt, n, h)
+        acc = np.empty((w, c), x.dtype)
+        gacc = np.zeros((kh, kw, c), x.dtype)  # private to the thread: no atomics
+        for u in range(u0, u1):
+            b, r0, r1 = _band(u, nb, h)
+            g0 = max(0, -((kh - 1 - r0 - p) // s))  # output rows reaching rows r0 .. r1 - 1
+            g1 = max(g0, min(oh, (r1 - 1 + p) // s + 1))
+            ya = min(oh, (r0 + s - 1) // s)  # output rows whose filter gradient this unit adds
+            yb = oh if r1 == h else min(oh, (r1 + s - 1) // s)
+            glo, ghi = g0, g1
+            xlo, xhi = r0, r1
+            if yb > ya:
+                glo, ghi = min(g0, ya), max(g1, yb)
+                xlo, xhi = min(r0, ya * s - p), max(r1, (yb - 1) * s - p + kh)
+            gs = np.empty((ghi - glo, ow, c), x.dtype)
+            xs = np.empty((xhi - xlo, w + 2 * p, c), x.dtype)
+            _rows_cl(grad, b, glo, 0, gs)
+            _rows_cl(x, b, xlo, p, xs)
+            _gin_dw_band(xs, xlo, p, wd, gs, glo, s, p, r0, r1, one, acc, b, dx)
+            if yb > ya:
+                _gw_dw_band(xs[ya * s - p - xlo:], wd, gs[ya - glo:yb - glo], s, sign, one, gacc)
+        part[t] = gacc
+
+
+def backward(x, w, grad, stride=1, padding=0, groups=1, sign=False):
+    """``(grad_input(...), grad_weight(...))`` in one call; depthwise layers share one sweep
+    (``_bwd_dw``: the input and output-gradient rows are packed once for both)."""
+    if not _depthwise(x, w, groups):
+        return (grad_input(x, w, grad, stride, padding, groups),
+                grad_weight(x, w, grad, stride, padding, groups, sign))
+    x, grad = np.ascontiguousarray(x), np.ascontiguousarray(grad)
+    dx = np.empty(x.shape, x.dtype)
+    with _threads(2 * _work(x, w, grad.shape[2], grad.shape[3])) as nt:
+        wd = _dw_filters(w)
+        part = np.empty((max(1, min(nt, x.shape[0] * x.shape[2])),) + wd.shape, x.dtype)
+        _bwd_dw(x, wd, grad, stride, padding, sign, x.dtype.type(1), dx, part)
+    return dx, np.ascontiguousarray(part.sum(0).transpose(2, 0, 1)[:, None])
 
 
 def _sizes(x, w, stride, padding):

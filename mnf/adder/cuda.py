@@ -194,3 +194,8 @@ def grad_weight(x, w, grad, stride=1, padding=0, groups=1, sign=False):
     blocks = max(1, min(MAX_BLOCKS, math.prod(w.shape)))
     args = (x, w, grad, stride, padding, groups, int(sign), _one(x))
     return _launch(kernel, blocks, threads, x, args, tuple(w.shape))
+
+
+def backward(x, w, grad, stride=1, padding=0, groups=1, sign=False):
+    """``(grad_input(...), grad_weight(...))``: two launches, the two kernels share no work."""
+    return grad_input(x, w, grad, stride, padding, groups), grad_weight(x, w, grad, stride, padding, groups, sign)

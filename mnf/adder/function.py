@@ -49,9 +49,11 @@ class Adder2dFunction(torch.autograd.Function):
         a = (_numpy(x), _numpy(weight), _numpy(grad)) if cpu else (x, weight, grad)
         wrap = torch.from_numpy if cpu else (lambda t: t)
         dx = dw = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and ctx.needs_input_grad[1]:  # one call: may share work
+            dx, dw = (wrap(t) for t in k.backward(*a, stride, padding, groups, sign))
+        elif ctx.needs_input_grad[0]:
             dx = wrap(k.grad_input(*a, stride, padding, groups))
-        if ctx.needs_input_grad[1]:
+        elif ctx.needs_input_grad[1]:
             dw = wrap(k.grad_weight(*a, stride, padding, groups, sign))
         return dx, dw, None, None, None, None
 

@@ -37,6 +37,9 @@ def test_cuda_kernels_match_cpu(case, dtype):
     np.testing.assert_allclose(out, y, **tol)
     np.testing.assert_allclose(gpu.grad_input(dx_, w_, g_, s, p, g).copy_to_host(), dx, **tol)
     np.testing.assert_allclose(gpu.grad_weight(dx_, w_, g_, s, p, g, sign=True).copy_to_host(), dw, **tol)
+    both = gpu.backward(dx_, w_, g_, s, p, g, sign=True)
+    np.testing.assert_allclose(both[0].copy_to_host(), dx, **tol)
+    np.testing.assert_allclose(both[1].copy_to_host(), dw, **tol)
 
 
 def test_cuda_full_filter_gradient_matches_cpu():
