@@ -22,6 +22,14 @@ _PAIRS = ([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15])
 _HALVES = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
 
 
+def vector_pointer(builder: ir.IRBuilder, data: ir.Value, index: ir.Value, vty: ir.VectorType) -> ir.Value:
+    """``&data[index]`` as a pointer to ``vty`` (for unaligned vector loads and stores)."""
+    i64 = ir.IntType(64)
+    if index.type != i64:
+        index = builder.sext(index, i64)
+    return builder.bitcast(builder.gep(data, [index]), vty.as_pointer())
+
+
 def transpose8_network(rows: list, shuffle) -> list:
     """The eight columns of the 8x8 matrix whose rows are ``rows``, built only from
     ``shuffle(a, b, mask)`` (``concat(a, b)[mask]``): the intrinsic runs it on LLVM values, the
@@ -56,11 +64,9 @@ def transpose8(typingctx, src, s0, s_step, dst, d0, d_step):
         ddata = context.make_array(dty)(context, builder, args[3]).data
         i64 = ir.IntType(64)
 
-        def ptr(data, start, step, k):
-            idx = builder.add(builder.sext(start, i64) if start.type != i64 else start,
-                              builder.mul(step if step.type == i64 else builder.sext(step, i64),
-                                          ir.Constant(i64, k)))
-            return builder.bitcast(builder.gep(data, [idx]), vty.as_pointer())
+        def ptr(data, start, step, k):  # &data[start + k * step]
+            start, step = (v if v.type == i64 else builder.sext(v, i64) for v in (start, step))
+            return vector_pointer(builder, data, builder.add(start, builder.mul(step, ir.Constant(i64, k))), vty)
 
         rows = [builder.load(ptr(sdata, args[1], args[2], r), align=align) for r in range(8)]
 

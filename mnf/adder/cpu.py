@@ -748,13 +748,18 @@ def _threads(work):
         numba.set_num_threads(nt)
 
 
+def _flat_input(x, kh, kw, padding, nt):
+    """The zero-padded input as flat planes of row width ``wf = W + 2p``, one image every
+    ``size = (H + 2p) * wf`` elements, with a zero tail for the last taps: ``(xf, wf, size)``."""
+    wf = x.shape[3] + 2 * padding
+    size = (x.shape[2] + 2 * padding) * wf
+    return _flat(x, padding, padding, wf, size, (kh - 1) * wf + kw - 1, nt), wf, size
+
+
 def _fwd_flat_call(x, w, padding, groups, nt, out):
     """Lay out the flat input planes and tap offsets for ``_fwd_flat`` (stride 1)."""
-    n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
-    wf = wd + 2 * padding
-    size = (h + 2 * padding) * wf
-    xf = _flat(x, padding, padding, wf, size, (kh - 1) * wf + kw - 1, nt)
+    xf, wf, size = _flat_input(x, kh, kw, padding, nt)
     i, j = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
     taps = (np.arange(cg)[:, None] * xf.shape[1] + (i * wf + j).ravel()[None, :]).ravel()
     offs = np.ascontiguousarray(taps[None, :] + (np.arange(groups) * cg * xf.shape[1])[:, None])
@@ -828,12 +833,9 @@ def grad_weight(x, w, grad, stride=1, padding=0, groups=1, sign=False):
             _gw_dw(x, wd, grad, stride, padding, sign, x.dtype.type(1), part)
             return np.ascontiguousarray(part.sum(0).transpose(2, 0, 1)[:, None])
         if stride == 1 and not sign:  # sum g * (x - w) = sum g * x - w * sum g (eq. 3.4)
-            n, c, h, wd = x.shape
-            kh, kw, oh, ow = w.shape[2], w.shape[3], grad.shape[2], grad.shape[3]
-            wf = wd + 2 * padding
-            size = (h + 2 * padding) * wf  # one padded image plane
-            xf = _flat(x, padding, padding, wf, size, (kh - 1) * wf + kw - 1, nt)
-            gf = _flat(grad, 0, 0, wf, size, 0, nt)
+            kh, kw = w.shape[2], w.shape[3]
+            xf, wf, size = _flat_input(x, kh, kw, padding, nt)
+            gf = _flat(grad, 0, 0, wf, size, 0, nt)  # the same layout, zeros past OH x OW
             part = np.empty((nt,) + w.shape, x.dtype)
             _gw_flat(xf, gf, wf, kh, kw, x.dtype.type(0), part)
             # per-image sums along contiguous rows (NumPy sums those pairwise: accurate in

@@ -26,6 +26,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from mnf.simd import vector_pointer
+
 BLOCK = 2048  # elements per cache chunk: 8 KB float32 / 16 KB float64 fit in L1
 
 
@@ -66,9 +68,8 @@ def _simd_kernel(m: int):
             src_data = context.make_array(sty)(context, builder, args[0]).data
             dst_data = context.make_array(dty)(context, builder, args[2]).data
 
-            def vector_ptr(data, start, k):  # &data[start + 8k] as a vector pointer
-                idx = builder.add(start, ir.Constant(start.type, 8 * k))
-                return builder.bitcast(builder.gep(data, [idx]), vty.as_pointer())
+            def vector_ptr(data, start, k):  # &data[start + 8k]
+                return vector_pointer(builder, data, builder.add(start, ir.Constant(start.type, 8 * k)), vty)
 
             v = [builder.load(vector_ptr(src_data, args[1], k), align=align) for k in range(m)]
             for h in (1, 2, 4):
