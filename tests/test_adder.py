@@ -58,6 +58,8 @@ CASES = [
     (2, 12, 9, 10, 8, 3, 1, 1, 1),    # >= 8 channels and columns: 8x8 SIMD transposes + leftovers
     (2, 16, 11, 9, 16, 3, 1, 1, 16),  # the same, depthwise
     (1, 24, 17, 17, 24, 3, 2, 1, 24), # depthwise, stride 2, output rows of 9
+    (2, 20, 5, 4, 20, 3, 1, 1, 20),   # depthwise, rows of 4 pixels: 8x8 blocks across rows
+    (1, 16, 6, 6, 16, 3, 2, 1, 16),   # the same with stride 2
 ]
 
 
@@ -153,7 +155,7 @@ def test_both_dense_kernels_of_each_pass_are_used():
 def test_flat_kernels_and_transposes_are_used():
     """Some cases above take the flat-plane forward and input-gradient kernels (stride 1, planes
     of at least FLAT_MIN / GIN_FLAT_MIN elements), some do not, and some have whole 8x8 blocks
-    for the SIMD transposes, dense and depthwise."""
+    for the SIMD transposes, dense and depthwise, within rows and (rows narrower than 8) across."""
     flat = [h * (w + 2 * p - k + 1 + 2 * (k - 1)) >= cpu.GIN_FLAT_MIN
             for n, c, h, w, o, k, s, p, g in CASES if s == 1 and g < c]
     assert any(flat) and not all(flat)
@@ -162,6 +164,7 @@ def test_flat_kernels_and_transposes_are_used():
     assert any(flat_fwd) and not all(flat_fwd)
     blocks = {g == c for n, c, h, w, o, k, s, p, g in CASES if c >= 8 and w >= 8}
     assert blocks == {True, False}
+    assert any(g == c >= 8 and w < 8 <= h * w for n, c, h, w, o, k, s, p, g in CASES)  # across rows
 
 
 def test_transpose8_matches_numpy():

@@ -47,27 +47,41 @@ SERIAL_WORK = 1 << 19
 
 
 @njit(inline="always", cache=True)
+def _pixels(af, a0, hw, c, of, m, to_cl):
+    """Move ``m`` pixels of one image between channel-first and channels-last layouts:
+    ``of[k * c + ch] = af[a0 + ch * hw + k]`` if ``to_cl``, else ``af[a0 + ch * hw + k] =
+    of[k * c + ch]`` (``k < m``, ``ch < c``; ``af`` flat NCHW, ``a0`` the image's first pixel).
+    Pixels run across rows, so narrow images (rows of 4 pixels) still fill whole 8x8 blocks."""
+    c8, m8 = c - c % 8, m - m % 8
+    if c8 == 0 or m8 == 0:  # no whole block: a loop of its own (sharing the leftover loop
+        # below made rows of 4 pixels 2x slower, measured)
+        for ch in range(c):
+            for k in range(m):
+                if to_cl:
+                    of[k * c + ch] = af[a0 + ch * hw + k]
+                else:
+                    af[a0 + ch * hw + k] = of[k * c + ch]
+        return
+    for c0 in range(0, c8, 8):
+        for k0 in range(0, m8, 8):
+            if to_cl:
+                transpose8(af, a0 + c0 * hw + k0, hw, of, k0 * c + c0, c)
+            else:
+                transpose8(of, k0 * c + c0, c, af, a0 + c0 * hw + k0, hw)
+    for ch in range(c):  # the leftover pixels of the blocked channels, then the other channels
+        for k in range(m8 if ch < c8 else 0, m):
+            if to_cl:
+                of[k * c + ch] = af[a0 + ch * hw + k]
+            else:
+                af[a0 + ch * hw + k] = of[k * c + ch]
+
+
+@njit(inline="always", cache=True)
 def _row_cl(a, b, y, p, o):
     """One row to channels last: ``o[p + q, c] = a[b, c, y, q]`` for ``o`` (W + 2p, C) and ``a``
-    (N, C, H, W), both C-contiguous. Whole 8x8 blocks go through ``transpose8`` (SIMD shuffles,
-    2-4x faster than element by element, measured); the rest one element at a time."""
+    (N, C, H, W), both C-contiguous."""
     c, h, w = a.shape[1], a.shape[2], a.shape[3]
-    c8, w8 = c - c % 8, w - w % 8
-    if c8 == 0 or w8 == 0:  # no whole block: contiguous reads, strided writes (a loop of its
-        # own: sharing the leftover loop below made rows of 4 pixels 2x slower, measured)
-        for ch in range(c):
-            src = a[b, ch, y]
-            for q in range(w):
-                o[p + q, ch] = src[q]
-        return
-    af, of = a.ravel(), o.ravel()
-    for c0 in range(0, c8, 8):
-        for q0 in range(0, w8, 8):
-            transpose8(af, ((b * c + c0) * h + y) * w + q0, h * w, of, (p + q0) * c + c0, c)
-    for ch in range(c):  # the leftover columns of the blocked channels, then the other channels
-        src = a[b, ch, y]
-        for q in range(w8 if ch < c8 else 0, w):
-            o[p + q, ch] = src[q]
+    _pixels(a.ravel(), (b * c * h + y) * w, h * w, c, o.ravel()[p * c:], w, True)
 
 
 @njit(cache=True)
@@ -480,34 +494,36 @@ BAND = 8
 def _rows_cl(a, b, r0, p, out):
     """Rows ``r0 ..`` of image ``b`` of ``a`` (N, C, H, W) channels last into ``out`` (R, W+2p, C):
     ``out[r, p+q, c] = a[b, c, r0+r, q]``; padding columns and rows outside ``[0, H)`` are zero."""
-    h, w = a.shape[2], a.shape[3]
-    for r in range(out.shape[0]):
-        if r0 + r < 0 or r0 + r >= h:
-            out[r] = 0
-            continue
+    c, h, w = a.shape[1], a.shape[2], a.shape[3]
+    lo, hi = max(r0, 0), min(r0 + out.shape[0], h)
+    out[:max(0, lo - r0)] = 0
+    out[max(0, hi - r0):] = 0
+    if hi <= lo:
+        return
+    a0 = (b * c * h + lo) * w
+    if p == 0:  # the rows are one run of pixels in both layouts
+        _pixels(a.ravel(), a0, h * w, c, out.ravel()[(lo - r0) * w * c:], (hi - lo) * w, True)
+        return
+    if w < 8:  # narrow rows: whole blocks across rows into a scratch run, then row by row
+        run = np.empty((hi - lo) * w * c, a.dtype)
+        _pixels(a.ravel(), a0, h * w, c, run, (hi - lo) * w, True)
+        for r in range(lo - r0, hi - r0):
+            out[r, :p] = 0
+            out[r, p + w:] = 0
+            out[r, p:p + w] = run[(r + r0 - lo) * w * c:(r + r0 - lo + 1) * w * c].reshape(w, c)
+        return
+    for r in range(lo - r0, hi - r0):
         out[r, :p] = 0
         out[r, p + w:] = 0
         _row_cl(a, b, r0 + r, p, out[r])
 
 
 @njit(cache=True)
-def _store_row(acc, b, y, out):
-    """out[b, c, y, q] = acc[q, c]: one channels-last row (W, C) back to (N, C, H, W)."""
-    w, c = acc.shape
-    h = out.shape[2]
-    c8, w8 = c - c % 8, w - w % 8
-    if c8 == 0 or w8 == 0:  # no whole block (a loop of its own, as in _row_cl)
-        for ch in range(c):
-            for q in range(w):
-                out[b, ch, y, q] = acc[q, ch]
-        return
-    af, of = acc.ravel(), out.ravel()
-    for c0 in range(0, c8, 8):
-        for q0 in range(0, w8, 8):
-            transpose8(af, q0 * c + c0, c, of, ((b * c + c0) * h + y) * w + q0, h * w)
-    for ch in range(c):
-        for q in range(w8 if ch < c8 else 0, w):
-            out[b, ch, y, q] = acc[q, ch]
+def _store_rows(acc, b, y0, out):
+    """out[b, c, y0 + r, q] = acc[r, q, c]: channels-last rows (R, W, C), C-contiguous, back to
+    (N, C, H, W); the rows are one run of pixels in both layouts."""
+    c, h, w = out.shape[1], out.shape[2], out.shape[3]
+    _pixels(out.ravel(), (b * c * h + y0) * w, h * w, c, acc.ravel(), acc.shape[0] * w, False)
 
 
 @njit(cache=True)
@@ -528,10 +544,10 @@ def _band(u, nb, size):
 def _fwd_dw_band(xs, wd, s, y0, y1, acc, b, out):
     """Output rows ``[y0, y1)`` of image ``b`` from its packed input rows ``xs``."""
     kh, kw, c = wd.shape
+    acc[:] = 0
     for y in range(y0, y1):
-        acc[:] = 0
-        for q in range(acc.shape[0]):
-            a = acc[q]
+        for q in range(acc.shape[1]):
+            a = acc[y - y0, q]
             for i in range(kh):
                 xrow, wrow = xs[(y - y0) * s + i], wd[i]
                 j = 0
@@ -546,7 +562,7 @@ def _fwd_dw_band(xs, wd, s, y0, y1, acc, b, out):
                     xr, wr = xrow[q * s + jj], wrow[jj]
                     for ch in range(c):
                         a[ch] -= abs(xr[ch] - wr[ch])
-        _store_row(acc, b, y, out)
+    _store_rows(acc[:y1 - y0], b, y0, out)
 
 
 @njit(parallel=True, cache=True)
@@ -558,7 +574,7 @@ def _fwd_dw(x, wd, s, p, nt, out):
     for t in prange(nt):  # nt from the caller: numba.get_num_threads() here defeats caching
         u0, u1, nb = _units(t, nt, n, oh)
         xs = np.empty(((min(BAND, oh) - 1) * s + kh, w + 2 * p, c), x.dtype)
-        acc = np.empty((ow, c), x.dtype)
+        acc = np.empty((min(BAND, oh), ow, c), x.dtype)
         for u in range(u0, u1):
             b, y0, y1 = _band(u, nb, oh)
             rows = xs[:(y1 - y0 - 1) * s + kh]
@@ -573,10 +589,10 @@ def _gin_dw_band(xs, x0, xc, wd, gs, g0, s, p, r0, r1, one, acc, b, dx):
     output-gradient rows ``gs`` (from row ``g0``)."""
     kh, kw, c = wd.shape
     oh, ow = (dx.shape[2] + 2 * p - kh) // s + 1, (dx.shape[3] + 2 * p - kw) // s + 1
+    acc[:] = 0
     for yy in range(r0, r1):
-        acc[:] = 0
-        for q in range(acc.shape[0]):
-            a, xr = acc[q], xs[yy - x0, q + xc]
+        for q in range(acc.shape[1]):
+            a, xr = acc[yy - r0, q], xs[yy - x0, q + xc]
             for i in range(kh):
                 y = _tap(yy + p - i, s, oh)
                 if y < 0:
@@ -588,7 +604,7 @@ def _gin_dw_band(xs, x0, xc, wd, gs, g0, s, p, r0, r1, one, acc, b, dx):
                     gr, wr = gs[y - g0, xq], wd[i, j]
                     for ch in range(c):
                         a[ch] += gr[ch] * _ht(wr[ch] - xr[ch], one)
-        _store_row(acc, b, yy, dx)
+    _store_rows(acc[:r1 - r0], b, r0, dx)
 
 
 @njit(parallel=True, cache=True)
@@ -602,7 +618,7 @@ def _gin_dw(x, wd, grad, s, p, one, nt, dx):
         u0, u1, nb = _units(t, nt, n, h)
         gs = np.empty((min(BAND, h) // s + kh, ow, c), x.dtype)
         xs = np.empty((min(BAND, h), w, c), x.dtype)
-        acc = np.empty((w, c), x.dtype)
+        acc = np.empty((min(BAND, h), w, c), x.dtype)
         for u in range(u0, u1):
             b, r0, r1 = _band(u, nb, h)
             g0 = max(0, -((kh - 1 - r0 - p) // s))  # first output row whose window reaches r0
@@ -666,7 +682,7 @@ def _bwd_dw(x, wd, grad, s, p, sign, one, dx, part):
     nt = part.shape[0]
     for t in prange(nt):
         u0, u1, nb = _units(t, nt, n, h)
-        acc = np.empty((w, c), x.dtype)
+        acc = np.empty((min(BAND, h), w, c), x.dtype)
         gacc = np.zeros((kh, kw, c), x.dtype)  # private to the thread: no atomics
         for u in range(u0, u1):
             b, r0, r1 = _band(u, nb, h)
