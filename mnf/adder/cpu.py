@@ -583,10 +583,13 @@ def _fwd_dw(x, wd, s, p, nt, out):
 
 
 @njit(cache=True)
-def _gin_dw_band(xs, x0, xc, wd, gs, g0, s, p, r0, r1, one, acc, b, dx):
+def _gin_dw_band(xs, x0, xc, wd, gs, g0, s, p, r0, r1, one, acc, gacc, fuse, b, dx):
     """Input-gradient rows ``[r0, r1)`` of image ``b``: a gather over the taps that read them,
     from the packed input rows ``xs`` (input pixel ``(y', x')`` at ``xs[y' - x0, x' + xc]``) and
-    output-gradient rows ``gs`` (from row ``g0``)."""
+    output-gradient rows ``gs`` (from row ``g0``). If ``fuse``, also ``gacc[i, j, c] += grad * X``
+    over the same (pixel, tap) pairs: over all bands these are all pairs of an output pixel and
+    a tap that reads a real (not padding) pixel, exactly once, so ``sum grad * X`` of the filter
+    gradient comes from the loads the input gradient makes anyway (padding adds 0 to it)."""
     kh, kw, c = wd.shape
     oh, ow = (dx.shape[2] + 2 * p - kh) // s + 1, (dx.shape[3] + 2 * p - kw) // s + 1
     acc[:] = 0
@@ -602,8 +605,15 @@ def _gin_dw_band(xs, x0, xc, wd, gs, g0, s, p, r0, r1, one, acc, b, dx):
                     if xq < 0:
                         continue
                     gr, wr = gs[y - g0, xq], wd[i, j]
-                    for ch in range(c):
-                        a[ch] += gr[ch] * _ht(wr[ch] - xr[ch], one)
+                    if fuse:
+                        ga = gacc[i, j]
+                        for ch in range(c):
+                            gv, xv = gr[ch], xr[ch]
+                            a[ch] += gv * _ht(wr[ch] - xv, one)
+                            ga[ch] += gv * xv
+                    else:
+                        for ch in range(c):
+                            a[ch] += gr[ch] * _ht(wr[ch] - xr[ch], one)
     _store_rows(acc[:r1 - r0], b, r0, dx)
 
 
@@ -625,7 +635,7 @@ def _gin_dw(x, wd, grad, s, p, one, nt, dx):
             g1 = max(g0, min(oh, (r1 - 1 + p) // s + 1))  # one past the last reaching r1 - 1
             _rows_cl(grad, b, g0, 0, gs[:g1 - g0])
             _rows_cl(x, b, r0, 0, xs[:r1 - r0])
-            _gin_dw_band(xs, r0, 0, wd, gs, g0, s, p, r0, r1, one, acc, b, dx)
+            _gin_dw_band(xs, r0, 0, wd, gs, g0, s, p, r0, r1, one, acc, np.empty((0, 0, c), x.dtype), False, b, dx)
 
 
 @njit(cache=True)
@@ -668,13 +678,17 @@ def _gw_dw(x, wd, grad, s, p, sign, one, part):
 
 
 @njit(parallel=True, cache=True)
-def _bwd_dw(x, wd, grad, s, p, sign, one, dx, part):
-    """Both depthwise gradients in one sweep: ``dx`` as ``_gin_dw`` and ``part`` as ``_gw_dw``.
+def _bwd_dw(x, wd, grad, s, p, sign, one, dx, part, gsum):
+    """Both depthwise gradients in one sweep: ``dx`` as ``_gin_dw``; ``part[t]`` and ``gsum[t]``
+    thread ``t``'s share of the filter gradient.
 
-    Each unit (an image and a band of input rows, as in ``_gin_dw``) packs its input rows (with
-    the padding the filter gradient needs) and output-gradient rows once, computes the input
-    gradient of its rows, and adds the filter gradient of the output rows ``y`` whose row
-    ``min(y * s, H - 1)`` lies in its band (so every output row is counted exactly once).
+    Each unit (an image and a band of input rows, as in ``_gin_dw``) packs its input rows and
+    output-gradient rows once and computes the input gradient of its rows. Full-precision filter
+    gradient (eq. 3.4) as ``sum grad * X - F * sum grad``: ``part`` gets ``sum grad * X`` within
+    the input-gradient sweep (``fuse``), ``gsum`` the sum of the output rows ``y`` whose row
+    ``min(y * s, H - 1)`` lies in the unit's band (so every output row is counted exactly once).
+    Sign filter gradient (eq. 3.3): ``part`` gets ``_gw_dw_band`` of those rows (the input rows
+    then include the padding and the rows those output rows read), ``gsum`` stays 0.
     """
     n, c, h, w = x.shape
     kh, kw = wd.shape[0], wd.shape[1]
@@ -684,25 +698,32 @@ def _bwd_dw(x, wd, grad, s, p, sign, one, dx, part):
         u0, u1, nb = _units(t, nt, n, h)
         acc = np.empty((min(BAND, h), w, c), x.dtype)
         gacc = np.zeros((kh, kw, c), x.dtype)  # private to the thread: no atomics
+        gs_t = np.zeros(c, x.dtype)
         for u in range(u0, u1):
             b, r0, r1 = _band(u, nb, h)
             g0 = max(0, -((kh - 1 - r0 - p) // s))  # output rows reaching rows r0 .. r1 - 1
             g1 = max(g0, min(oh, (r1 - 1 + p) // s + 1))
             ya = min(oh, (r0 + s - 1) // s)  # output rows whose filter gradient this unit adds
             yb = oh if r1 == h else min(oh, (r1 + s - 1) // s)
-            glo, ghi = g0, g1
-            xlo, xhi = r0, r1
-            if yb > ya:
-                glo, ghi = min(g0, ya), max(g1, yb)
-                xlo, xhi = min(r0, ya * s - p), max(r1, (yb - 1) * s - p + kh)
+            glo, ghi = (min(g0, ya), max(g1, yb)) if yb > ya else (g0, g1)
+            xlo, xhi, xp = r0, r1, 0
+            if sign and yb > ya:
+                xlo, xhi, xp = min(r0, ya * s - p), max(r1, (yb - 1) * s - p + kh), p
             gs = np.empty((ghi - glo, ow, c), x.dtype)
-            xs = np.empty((xhi - xlo, w + 2 * p, c), x.dtype)
+            xs = np.empty((xhi - xlo, w + 2 * xp, c), x.dtype)
             _rows_cl(grad, b, glo, 0, gs)
-            _rows_cl(x, b, xlo, p, xs)
-            _gin_dw_band(xs, xlo, p, wd, gs, glo, s, p, r0, r1, one, acc, b, dx)
-            if yb > ya:
+            _rows_cl(x, b, xlo, xp, xs)
+            _gin_dw_band(xs, xlo, xp, wd, gs, glo, s, p, r0, r1, one, acc, gacc, not sign, b, dx)
+            if sign and yb > ya:
                 _gw_dw_band(xs[ya * s - p - xlo:], wd, gs[ya - glo:yb - glo], s, sign, one, gacc)
+            elif yb > ya:
+                for y in range(ya - glo, yb - glo):
+                    for q in range(ow):
+                        gr = gs[y, q]
+                        for ch in range(c):
+                            gs_t[ch] += gr[ch]
         part[t] = gacc
+        gsum[t] = gs_t
 
 
 def backward(x, w, grad, stride=1, padding=0, groups=1, sign=False):
@@ -715,9 +736,11 @@ def backward(x, w, grad, stride=1, padding=0, groups=1, sign=False):
     dx = np.empty(x.shape, x.dtype)
     with _threads(2 * _work(x, w, grad.shape[2], grad.shape[3])) as nt:
         wd = _dw_filters(w)
-        part = np.empty((max(1, min(nt, x.shape[0] * x.shape[2])),) + wd.shape, x.dtype)
-        _bwd_dw(x, wd, grad, stride, padding, sign, x.dtype.type(1), dx, part)
-    return dx, np.ascontiguousarray(part.sum(0).transpose(2, 0, 1)[:, None])
+        nt = max(1, min(nt, x.shape[0] * x.shape[2]))
+        part, gsum = np.empty((nt,) + wd.shape, x.dtype), np.empty((nt, wd.shape[2]), x.dtype)
+        _bwd_dw(x, wd, grad, stride, padding, sign, x.dtype.type(1), dx, part, gsum)
+    dw = part.sum(0) - wd * gsum.sum(0)  # (kh, kw, C); gsum is 0 for the sign gradient
+    return dx, np.ascontiguousarray(dw.transpose(2, 0, 1)[:, None])
 
 
 def _sizes(x, w, stride, padding):
