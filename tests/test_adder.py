@@ -60,6 +60,8 @@ CASES = [
     (1, 24, 17, 17, 24, 3, 2, 1, 24), # depthwise, stride 2, output rows of 9
     (2, 20, 5, 4, 20, 3, 1, 1, 20),   # depthwise, rows of 4 pixels: 8x8 blocks across rows
     (1, 16, 6, 6, 16, 3, 2, 1, 16),   # the same with stride 2
+    (2, 10, 7, 9, 10, 5, 2, 2, 10),   # depthwise 5x5 and 2x2: the forward's general tap loop
+    (1, 9, 6, 5, 9, 2, 1, 0, 9),      # (3x3 has a loop of its own)
 ]
 
 
@@ -155,7 +157,8 @@ def test_both_dense_kernels_of_each_pass_are_used():
 def test_flat_kernels_and_transposes_are_used():
     """Some cases above take the flat-plane forward and input-gradient kernels (stride 1, planes
     of at least FLAT_MIN / GIN_FLAT_MIN elements), some do not, and some have whole 8x8 blocks
-    for the SIMD transposes, dense and depthwise, within rows and (rows narrower than 8) across."""
+    for the SIMD transposes, dense and depthwise, within rows and (rows narrower than 8) across;
+    depthwise cases have 3x3 filters and others."""
     flat = [h * (w + 2 * p - k + 1 + 2 * (k - 1)) >= cpu.GIN_FLAT_MIN
             for n, c, h, w, o, k, s, p, g in CASES if s == 1 and g < c]
     assert any(flat) and not all(flat)
@@ -165,6 +168,7 @@ def test_flat_kernels_and_transposes_are_used():
     blocks = {g == c for n, c, h, w, o, k, s, p, g in CASES if c >= 8 and w >= 8}
     assert blocks == {True, False}
     assert any(g == c >= 8 and w < 8 <= h * w for n, c, h, w, o, k, s, p, g in CASES)  # across rows
+    assert {k == 3 for n, c, h, w, o, k, s, p, g in CASES if g == c} == {True, False}
 
 
 def test_transpose8_matches_numpy():
