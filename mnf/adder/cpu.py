@@ -612,21 +612,28 @@ def _gin_dw_band(xs, x0, xc, wd, gs, g0, s, p, r0, r1, one, acc, gacc, fuse, b, 
     gradient comes from the loads the input gradient makes anyway (padding adds 0 to it)."""
     kh, kw, c = wd.shape
     oh, ow = (dx.shape[2] + 2 * p - kh) // s + 1, (dx.shape[3] + 2 * p - kw) // s + 1
+    w = acc.shape[1]
+    # output column reached from column q through tap column j, or -1: a table, so the loops
+    # below visit only the taps that reach an output (0.50 -> 0.43 ms for 96 channels, stride 2)
+    cols = np.full((w, kw), -1, np.int64)
+    for q in range(w):
+        for j in range(kw):
+            cols[q, j] = _tap(q + p - j, s, ow)
     acc[:] = 0
     for yy in range(r0, r1):
-        for q in range(acc.shape[1]):
-            a, xr = acc[yy - r0, q], xs[yy - x0, q + xc]
-            for i in range(kh):
-                y = _tap(yy + p - i, s, oh)
-                if y < 0:
-                    continue
+        for i in range((yy + p) % s, kh, s):
+            y = (yy + p - i) // s
+            if y < 0 or y >= oh:
+                continue
+            grow, wrow, garow = gs[y - g0], wd[i], gacc[i] if fuse else wd[i]
+            for q in range(w):
+                a, xr = acc[yy - r0, q], xs[yy - x0, q + xc]
                 for j in range(kw):
-                    xq = _tap(q + p - j, s, ow)
-                    if xq < 0:
+                    if cols[q, j] < 0:
                         continue
-                    gr, wr = gs[y - g0, xq], wd[i, j]
-                    if fuse:
-                        ga = gacc[i, j]
+                    gr, wr = grow[cols[q, j]], wrow[j]
+                    if fuse:  # one tap per sweep: with two, LLVM gave up vectorising (measured)
+                        ga = garow[j]
                         for ch in range(c):
                             gv, xv = gr[ch], xr[ch]
                             a[ch] += gv * _ht(wr[ch] - xv, one)
