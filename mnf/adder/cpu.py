@@ -51,41 +51,41 @@ SERIAL_WORK = 1 << 19
 
 
 @njit(inline="always", cache=True)
-def _pixels(af, a0, hw, c, of, m, to_cl):
+def _pixels(af, a0, hw, c, of, m, w, wp, to_cl):
     """Move ``m`` pixels of one image between channel-first and channels-last layouts:
-    ``of[k * c + ch] = af[a0 + ch * hw + k]`` if ``to_cl``, else ``af[a0 + ch * hw + k] =
-    of[k * c + ch]`` (``k < m``, ``ch < c``; ``af`` flat NCHW, ``a0`` the image's first pixel).
-    Pixels run across rows, so narrow images (rows of 4 pixels) still fill whole 8x8 blocks."""
+    ``of[pos(k) * c + ch] = af[a0 + ch * hw + k]`` if ``to_cl``, else the reverse (``k < m``,
+    ``ch < c``; ``af`` flat NCHW, ``a0`` the first pixel). ``pos(k) = (k // w) * wp + k % w``:
+    with ``wp = w`` one run of pixels, with ``wp > w`` rows of ``w`` pixels ``wp`` apart (room
+    for padding; ``w`` must then be a multiple of 8, so that no 8x8 block spans two rows).
+    Blocks run across rows where they can, so narrow images (rows of 4 pixels) still fill
+    whole blocks, and the source is read as a few long streams (row by row it was 2x slower)."""
     c8, m8 = c - c % 8, m - m % 8
     if c8 == 0 or m8 == 0:  # no whole block: a loop of its own (sharing the leftover loop
         # below made rows of 4 pixels 2x slower, measured)
         for ch in range(c):
             for k in range(m):
+                o = ((k // w) * wp + k % w) * c + ch
                 if to_cl:
-                    of[k * c + ch] = af[a0 + ch * hw + k]
+                    of[o] = af[a0 + ch * hw + k]
                 else:
-                    af[a0 + ch * hw + k] = of[k * c + ch]
+                    af[a0 + ch * hw + k] = of[o]
         return
-    for c0 in range(0, c8, 8):
-        for k0 in range(0, m8, 8):
-            if to_cl:
-                transpose8(af, a0 + c0 * hw + k0, hw, of, k0 * c + c0, c)
-            else:
-                transpose8(of, k0 * c + c0, c, af, a0 + c0 * hw + k0, hw)
+    step, rows = (m8, 1) if wp == w else (w, m // w)  # blocks per stretch of pixels that
+    for c0 in range(0, c8, 8):  # stay together; channel blocks outermost: long NCHW streams
+        for r in range(rows):
+            for q0 in range(0, step, 8):
+                k0, o0 = r * w + q0, (r * wp + q0) * c
+                if to_cl:
+                    transpose8(af, a0 + c0 * hw + k0, hw, of, o0 + c0, c)
+                else:
+                    transpose8(of, o0 + c0, c, af, a0 + c0 * hw + k0, hw)
     for ch in range(c):  # the leftover pixels of the blocked channels, then the other channels
         for k in range(m8 if ch < c8 else 0, m):
+            o = ((k // w) * wp + k % w) * c + ch
             if to_cl:
-                of[k * c + ch] = af[a0 + ch * hw + k]
+                of[o] = af[a0 + ch * hw + k]
             else:
-                af[a0 + ch * hw + k] = of[k * c + ch]
-
-
-@njit(inline="always", cache=True)
-def _row_cl(a, b, y, p, o):
-    """One row to channels last: ``o[p + q, c] = a[b, c, y, q]`` for ``o`` (W + 2p, C) and ``a``
-    (N, C, H, W), both C-contiguous."""
-    c, h, w = a.shape[1], a.shape[2], a.shape[3]
-    _pixels(a.ravel(), (b * c * h + y) * w, h * w, c, o.ravel()[p * c:], w, True)
+                af[a0 + ch * hw + k] = of[o]
 
 
 @njit(cache=True)
@@ -93,9 +93,9 @@ def _pack(x, p):
     """(N, C, H, W) C-contiguous -> zero-padded channels-last (N, H+2p, W+2p, C). Serial: it is
     memory bound, and a parallel region costs more than it saves on a busy machine."""
     n, c, h, w = x.shape
-    out = np.zeros((n, h + 2 * p, w + 2 * p, c), x.dtype)
-    for r in range(n * h):
-        _row_cl(x, r // h, r % h, p, out[r // h, r % h + p])
+    out = np.empty((n, h + 2 * p, w + 2 * p, c), x.dtype)
+    for b in range(n):
+        _rows_cl(x, b, -p, p, out[b])
     return out
 
 
@@ -494,32 +494,39 @@ def _gin_flat(xg, gflat, wt, offs, wg, one, dx):
 BAND = 8
 
 
+@njit(inline="always", cache=True)
+def _zero(v):
+    """v[:] = 0 for a 1-D view, as a plain loop (LLVM makes it a memset): NumPy-style slice
+    assignment in Numba costs more than the packing of a whole row (measured)."""
+    for k in range(v.shape[0]):
+        v[k] = 0
+
+
 @njit(cache=True)
 def _rows_cl(a, b, r0, p, out):
     """Rows ``r0 ..`` of image ``b`` of ``a`` (N, C, H, W) channels last into ``out`` (R, W+2p, C):
     ``out[r, p+q, c] = a[b, c, r0+r, q]``; padding columns and rows outside ``[0, H)`` are zero."""
     c, h, w = a.shape[1], a.shape[2], a.shape[3]
     lo, hi = max(r0, 0), min(r0 + out.shape[0], h)
-    out[:max(0, lo - r0)] = 0
-    out[max(0, hi - r0):] = 0
+    of, rw = out.ravel(), out.shape[1] * c  # rw: elements per packed row
+    for r in range(out.shape[0]):  # zero rows outside the image, and the padding columns
+        if r0 + r < lo or r0 + r >= hi:
+            _zero(of[r * rw:(r + 1) * rw])
+        elif p > 0:
+            _zero(of[r * rw:r * rw + p * c])
+            _zero(of[r * rw + (p + w) * c:(r + 1) * rw])
     if hi <= lo:
         return
-    a0 = (b * c * h + lo) * w
-    if p == 0:  # the rows are one run of pixels in both layouts
-        _pixels(a.ravel(), a0, h * w, c, out.ravel()[(lo - r0) * w * c:], (hi - lo) * w, True)
+    a0, start = (b * c * h + lo) * w, (lo - r0) * rw + p * c
+    if p == 0 or w % 8 == 0:  # whole blocks within rows: straight into the padded rows
+        _pixels(a.ravel(), a0, h * w, c, of[start:], (hi - lo) * w, w, w + 2 * p, True)
         return
-    if w < 8:  # narrow rows: whole blocks across rows into a scratch run, then row by row
-        run = np.empty((hi - lo) * w * c, a.dtype)
-        _pixels(a.ravel(), a0, h * w, c, run, (hi - lo) * w, True)
-        for r in range(lo - r0, hi - r0):
-            out[r, :p] = 0
-            out[r, p + w:] = 0
-            out[r, p:p + w] = run[(r + r0 - lo) * w * c:(r + r0 - lo + 1) * w * c].reshape(w, c)
-        return
-    for r in range(lo - r0, hi - r0):
-        out[r, :p] = 0
-        out[r, p + w:] = 0
-        _row_cl(a, b, r0 + r, p, out[r])
+    run = np.empty((hi - lo) * w * c, a.dtype)  # else blocks across rows into a scratch run,
+    _pixels(a.ravel(), a0, h * w, c, run, (hi - lo) * w, w, w, True)  # then row by row
+    for r in range(hi - lo):
+        src, dst = run[r * w * c:(r + 1) * w * c], of[start + r * rw:]
+        for k in range(w * c):
+            dst[k] = src[k]
 
 
 @njit(cache=True)
@@ -527,7 +534,7 @@ def _store_rows(acc, b, y0, out):
     """out[b, c, y0 + r, q] = acc[r, q, c]: channels-last rows (R, W, C), C-contiguous, back to
     (N, C, H, W); the rows are one run of pixels in both layouts."""
     c, h, w = out.shape[1], out.shape[2], out.shape[3]
-    _pixels(out.ravel(), (b * c * h + y0) * w, h * w, c, acc.ravel(), acc.shape[0] * w, False)
+    _pixels(out.ravel(), (b * c * h + y0) * w, h * w, c, acc.ravel(), acc.shape[0] * w, w, w, False)
 
 
 @njit(cache=True)
