@@ -154,7 +154,7 @@ def main(quick: bool = False) -> None:
     rows = run(quick)
     print(f"{'case':26s} {'impl':7s} {'ms':>9s} {'peak MB':>9s}")
     for r in rows:
-        print(f"{r['case']:26s} {r['impl']:7s} {r['ms']:9.1f} {r['peak_mb']:9.1f}")
+        print(f"{r['case']:26s} {r['impl']:7s} {r['ms']:9.2f} {r['peak_mb']:9.1f}")
     print()
     print(f"{'case':26s} {'x unfold':>9s} {'mem/unf':>8s} {'/conv':>6s}  bars")
     for v in verdicts(rows):
