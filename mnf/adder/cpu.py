@@ -27,12 +27,13 @@ constants below, each with the measurements behind it):
   whose first sum reuses the input gradient's loads.
 
 Switching between NCHW and channels last goes through 8x8 SIMD transposes
-(:func:`mnf.simd.transpose8`, in ``_pixels``) over runs of pixels that may span rows, so
-narrow images (MobileNetV2's 4x4 maps) still fill whole blocks. Work is spread over threads
-by rows, bands or chunks (the input gradient is a gather, so no two threads write the same
-element); small calls run on one thread (see ``SERIAL_WORK``). All functions take NumPy arrays of one float dtype (float32 or float64),
-any strides (the entry points make inputs C-contiguous: the packing reads them as flat arrays),
-already validated by :func:`mnf.adder.adder2d`; they return new C-contiguous arrays.
+(:func:`mnf.simd.transpose8`, in ``_pixels``) over runs of pixels that may span rows, so narrow
+images (MobileNetV2's 4x4 maps) still fill whole blocks. Work is spread over threads by rows,
+bands or chunks (the input gradient is a gather, so no two threads write the same element);
+small calls run on one thread (see ``SERIAL_WORK``). All functions take NumPy arrays of one
+float dtype (float32 or float64), any strides (the entry points make inputs C-contiguous: the
+packing reads them as flat arrays), already validated by :func:`mnf.adder.adder2d`; they return
+new C-contiguous arrays.
 """
 import contextlib
 
@@ -44,8 +45,8 @@ from mnf.simd import transpose8
 
 # Element operations (|x - f| terms) below which one thread runs the kernel: 0.05-0.2 ms of work
 # on one core. Measured on 2 idle cores, a depthwise layer of 1.8M terms (MobileNetV2, 96
-# channels, 16 px, stride 2, batch 32) runs forward and backward in 0.40 ms on two threads and
-# 0.76 ms on one (earlier kernels: 1.0 and 2.0 ms); below about this size waking the thread
+# channels, 16 px, stride 2, batch 32) runs forward and backward in 0.32 ms on two threads and
+# 0.61 ms on one (earlier kernels: 1.0 and 2.0 ms); below about this size waking the thread
 # pool stops paying off.
 SERIAL_WORK = 1 << 19
 
@@ -621,7 +622,8 @@ def _gin_dw_band(xs, x0, xc, wd, gs, g0, s, p, r0, r1, one, acc, gacc, fuse, b, 
     oh, ow = (dx.shape[2] + 2 * p - kh) // s + 1, (dx.shape[3] + 2 * p - kw) // s + 1
     w = acc.shape[1]
     # output column reached from column q through tap column j, or -1: a table, so the loops
-    # below visit only the taps that reach an output (0.50 -> 0.43 ms for 96 channels, stride 2)
+    # below visit only the taps that reach an output (96 channels, stride 2: 0.50 -> 0.43 ms
+    # for the whole backward on one core)
     cols = np.full((w, kw), -1, np.int64)
     for q in range(w):
         for j in range(kw):
@@ -632,7 +634,7 @@ def _gin_dw_band(xs, x0, xc, wd, gs, g0, s, p, r0, r1, one, acc, gacc, fuse, b, 
             y = (yy + p - i) // s
             if y < 0 or y >= oh:
                 continue
-            grow, wrow, garow = gs[y - g0], wd[i], gacc[i] if fuse else wd[i]
+            grow, wrow, garow = gs[y - g0], wd[i], gacc[i] if fuse else wd[i]  # garow: if fuse
             for q in range(w):
                 a, xr = acc[yy - r0, q], xs[yy - x0, q + xc]
                 for j in range(kw):
@@ -669,7 +671,8 @@ def _gin_dw(x, wd, grad, s, p, one, nt, dx):
             g1 = max(g0, min(oh, (r1 - 1 + p) // s + 1))  # one past the last reaching r1 - 1
             _rows_cl(grad, b, g0, 0, gs[:g1 - g0])
             _rows_cl(x, b, r0, 0, xs[:r1 - r0])
-            _gin_dw_band(xs, r0, 0, wd, gs, g0, s, p, r0, r1, one, acc, np.empty((0, 0, c), x.dtype), False, b, dx)
+            _gin_dw_band(xs, r0, 0, wd, gs, g0, s, p, r0, r1, one, acc, np.empty((0, 0, c), x.dtype),
+                         False, b, dx)
 
 
 @njit(cache=True)
