@@ -52,6 +52,23 @@ SERIAL_WORK = 1 << 19
 
 
 @njit(inline="always", cache=True)
+def _pixels_one_by_one(af, a0, hw, c, of, ch, k0, m, w, wp, to_cl):
+    """Pixels ``k0 .. m - 1`` of channel ``ch`` as in ``_pixels``, one element at a time, a row
+    at a time (one division per row: per pixel it made small-C packing 4x slower, measured)."""
+    k = k0
+    while k < m:
+        q = k % w
+        n = min(w - q, m - k)
+        src, dst = a0 + ch * hw + k, ((k // w) * wp + q) * c + ch
+        for i in range(n):
+            if to_cl:
+                of[dst + i * c] = af[src + i]
+            else:
+                af[src + i] = of[dst + i * c]
+        k += n
+
+
+@njit(inline="always", cache=True)
 def _pixels(af, a0, hw, c, of, m, w, wp, to_cl):
     """Move ``m`` pixels of one image between channel-first and channels-last layouts:
     ``of[pos(k) * c + ch] = af[a0 + ch * hw + k]`` if ``to_cl``, else the reverse (``k < m``,
@@ -64,12 +81,7 @@ def _pixels(af, a0, hw, c, of, m, w, wp, to_cl):
     if c8 == 0 or m8 == 0:  # no whole block: a loop of its own (sharing the leftover loop
         # below made rows of 4 pixels 2x slower, measured)
         for ch in range(c):
-            for k in range(m):
-                o = ((k // w) * wp + k % w) * c + ch
-                if to_cl:
-                    of[o] = af[a0 + ch * hw + k]
-                else:
-                    af[a0 + ch * hw + k] = of[o]
+            _pixels_one_by_one(af, a0, hw, c, of, ch, 0, m, w, wp, to_cl)
         return
     step, rows = (m8, 1) if wp == w else (w, m // w)  # blocks per stretch of pixels that
     for c0 in range(0, c8, 8):  # stay together; channel blocks outermost: long NCHW streams
@@ -81,12 +93,7 @@ def _pixels(af, a0, hw, c, of, m, w, wp, to_cl):
                 else:
                     transpose8(of, o0 + c0, c, af, a0 + c0 * hw + k0, hw)
     for ch in range(c):  # the leftover pixels of the blocked channels, then the other channels
-        for k in range(m8 if ch < c8 else 0, m):
-            o = ((k // w) * wp + k % w) * c + ch
-            if to_cl:
-                of[o] = af[a0 + ch * hw + k]
-            else:
-                af[a0 + ch * hw + k] = of[o]
+        _pixels_one_by_one(af, a0, hw, c, of, ch, m8 if ch < c8 else 0, m, w, wp, to_cl)
 
 
 @njit(cache=True)
@@ -518,6 +525,13 @@ def _rows_cl(a, b, r0, p, out):
             _zero(of[r * rw + (p + w) * c:(r + 1) * rw])
     if hi <= lo:
         return
+    if c < 8:  # no 8x8 block: element by element, row by row (through _pixels, 2-3x slower)
+        for r in range(lo - r0, hi - r0):
+            for ch in range(c):
+                src = a[b, ch, r0 + r]
+                for q in range(w):
+                    out[r, p + q, ch] = src[q]
+        return
     a0, start = (b * c * h + lo) * w, (lo - r0) * rw + p * c
     if p == 0 or w % 8 == 0:  # whole blocks within rows: straight into the padded rows
         _pixels(a.ravel(), a0, h * w, c, of[start:], (hi - lo) * w, w, w + 2 * p, True)
@@ -535,6 +549,13 @@ def _store_rows(acc, b, y0, out):
     """out[b, c, y0 + r, q] = acc[r, q, c]: channels-last rows (R, W, C), C-contiguous, back to
     (N, C, H, W); the rows are one run of pixels in both layouts."""
     c, h, w = out.shape[1], out.shape[2], out.shape[3]
+    if c < 8:  # as in _rows_cl
+        for r in range(acc.shape[0]):
+            for ch in range(c):
+                dst = out[b, ch, y0 + r]
+                for q in range(w):
+                    dst[q] = acc[r, q, ch]
+        return
     _pixels(out.ravel(), (b * c * h + y0) * w, h * w, c, acc.ravel(), acc.shape[0] * w, w, w, False)
 
 
