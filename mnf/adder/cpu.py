@@ -402,6 +402,14 @@ def _gw_flat_chunk(xf, gf, wf, kh, kw, zero, q0, q1, og, acc):
                         acc[k3, c, i, j] += s3
 
 
+@njit(inline="always", cache=True)
+def _four_taps(a, base, off, t, m):
+    """The runs ``a[base + off[t + k]:base + off[t + k] + m]``, k < 4: what the four taps of one
+    sweep of the flat-plane kernels read."""
+    return (a[base + off[t]:base + off[t] + m], a[base + off[t + 1]:base + off[t + 1] + m],
+            a[base + off[t + 2]:base + off[t + 2] + m], a[base + off[t + 3]:base + off[t + 3] + m])
+
+
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def _fwd_flat(xflat, offs, fv, og, size, wf, oh, ow, zero, out):
     """out[b, k, y, x] = -sum_t |xflat[q + offs[k // og, t]] - fv[k, t]| at q = b*size + y*wf + x.
@@ -423,10 +431,7 @@ def _fwd_flat(xflat, offs, fv, og, size, wf, oh, ow, zero, out):
         acc = np.zeros(m, xflat.dtype)
         for t in range(0, ntap - 3, 4):
             f0, f1, f2, f3 = f[t], f[t + 1], f[t + 2], f[t + 3]
-            x0 = xflat[q0 + off[t]:q0 + off[t] + m]
-            x1 = xflat[q0 + off[t + 1]:q0 + off[t + 1] + m]
-            x2 = xflat[q0 + off[t + 2]:q0 + off[t + 2] + m]
-            x3 = xflat[q0 + off[t + 3]:q0 + off[t + 3] + m]
+            x0, x1, x2, x3 = _four_taps(xflat, q0, off, t, m)
             for q in range(m):
                 acc[q] -= abs(x0[q] - f0) + abs(x1[q] - f1) + abs(x2[q] - f2) + abs(x3[q] - f3)
         for t in range(ntap - ntap % 4, ntap):
@@ -475,10 +480,7 @@ def _gin_flat(xg, gflat, wt, offs, wg, one, dx):
             acc[:] = 0
             for t in range(0, ntap - 3, 4):
                 f0, f1, f2, f3 = f[t], f[t + 1], f[t + 2], f[t + 3]
-                g0 = gflat[base + off[t]:base + off[t] + m]
-                g1 = gflat[base + off[t + 1]:base + off[t + 1] + m]
-                g2 = gflat[base + off[t + 2]:base + off[t + 2] + m]
-                g3 = gflat[base + off[t + 3]:base + off[t + 3] + m]
+                g0, g1, g2, g3 = _four_taps(gflat, base, off, t, m)
                 for q in range(m):
                     v = xr[q]
                     acc[q] += (g0[q] * _ht(f0 - v, one) + g1[q] * _ht(f1 - v, one)
