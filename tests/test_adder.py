@@ -219,6 +219,22 @@ def test_cpu_kernels_direct_numpy():
                                reference.grad_weight(xn, wn, gn, s, p, g, True), atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scratch_and_results_start_on_a_cache_line(dtype):
+    like = np.zeros(1, dtype)
+    for shape in [(1,), (3, 5), (2, 3, 5, 7)]:
+        for make in (cpu._empty, cpu._zeros):
+            a = make(shape, like)
+            assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+            assert a.ctypes.data % cpu.ALIGN == 0
+        assert not cpu._zeros(shape, like).any()
+    x = np.random.default_rng(0).standard_normal((2, 8, 6, 6)).astype(dtype)
+    w = np.random.default_rng(1).standard_normal((8, 1, 3, 3)).astype(dtype)
+    for out in (cpu.forward(x, w, 2, 1, 8), cpu.backward(x, w, np.ones((2, 8, 3, 3), dtype), 2, 1, 8)[0]):
+        assert out.ctypes.data % cpu.ALIGN == 0  # the large results (not the filter gradient)
+    np.testing.assert_array_equal(cpu._dw_filters(w), w[:, 0].transpose(1, 2, 0))
+
+
 @pytest.mark.parametrize("x_shape, w_shape, kw, match", [
     ((2, 3, 8, 8), (4, 3, 3, 3), dict(groups=2), "divisible by groups"),
     ((3, 8, 8), (4, 3, 3, 3), {}, "rank 4"),
