@@ -1,41 +1,13 @@
-"""Adder convolution: CPU kernels and autograd against a torch unfold oracle, contracts, adaptive lr."""
+"""Adder convolution: CPU kernels and autograd against the torch unfold oracle (adder_oracle.py),
+contracts, adaptive lr."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as tf
 
+from adder_oracle import oracle
 from mnf.adder import adder2d, cpu, reference
 from mnf.layers.adder import Adder2d, adaptive_lr, adaptive_scale
-
-
-class Oracle(torch.autograd.Function):
-    """Unfold implementation of the adder layer with AdderNet's surrogate gradients."""
-
-    @staticmethod
-    def forward(ctx, x, w, s, p, groups, sign):
-        n, c, h, wd = x.shape
-        o, cg, kh, kw = w.shape
-        oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
-        cols = tf.unfold(x, (kh, kw), padding=p, stride=s).view(n, groups, 1, cg * kh * kw, oh * ow)
-        diff = cols - w.reshape(groups, o // groups, cg * kh * kw, 1)  # (N, G, O/G, K, L): X - F
-        ctx.save_for_backward(diff)
-        ctx.conf = x.shape, w.shape, s, p, sign
-        return -diff.abs().sum(3).reshape(n, o, oh, ow)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (diff,) = ctx.saved_tensors
-        xshape, wshape, s, p, sign = ctx.conf
-        n, groups, og, k, ll = diff.shape
-        g = grad.reshape(n, groups, og, 1, ll)
-        dw = (g * (diff.sign() if sign else diff)).sum((0, 4)).reshape(wshape)
-        dcols = (g * (-diff).clamp(-1, 1)).sum(2).reshape(n, groups * k, ll)
-        dx = tf.fold(dcols, xshape[2:], wshape[2:], padding=p, stride=s)
-        return dx, dw, None, None, None, None
-
-
-def oracle(x, w, s=1, p=0, groups=1, sign=False):
-    return Oracle.apply(x, w, s, p, groups, sign)
 
 
 # (N, C, H, W, O, k, stride, padding, groups)
