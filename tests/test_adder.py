@@ -207,6 +207,22 @@ def test_scratch_and_results_start_on_a_cache_line(dtype):
     np.testing.assert_array_equal(cpu._dw_filters(w), w[:, 0].transpose(1, 2, 0))
 
 
+def test_flat_planes_are_kept_between_calls_and_released():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 16, 16)), rng.standard_normal((4, 3, 3, 3))
+    g = rng.standard_normal((2, 4, 16, 16))
+    cpu.grad_input(x, w, g, 1, 1, 1)  # a stride-1 layer with planes >= GIN_FLAT_MIN: flat kernels
+    kept = {role: getattr(cpu._scratch, role).ctypes.data for role in ("x", "grad")}
+    small = rng.standard_normal((1, 3, 16, 16))  # fits in the kept planes: reused, still correct
+    dx = cpu.grad_input(small, w, g[:1], 1, 1, 1)
+    assert {role: getattr(cpu._scratch, role).ctypes.data for role in ("x", "grad")} == kept
+    np.testing.assert_allclose(dx, reference.grad_input(small, w, g[:1], 1, 1, 1), atol=1e-12)
+    cpu.release_scratch()
+    assert not hasattr(cpu._scratch, "x") and not hasattr(cpu._scratch, "grad")
+    np.testing.assert_allclose(cpu.grad_input(x, w, g, 1, 1, 1), reference.grad_input(x, w, g, 1, 1, 1),
+                               atol=1e-12)
+
+
 @pytest.mark.parametrize("x_shape, w_shape, kw, match", [
     ((2, 3, 8, 8), (4, 3, 3, 3), dict(groups=2), "divisible by groups"),
     ((3, 8, 8), (4, 3, 3, 3), {}, "rank 4"),
