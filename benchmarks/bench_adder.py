@@ -45,7 +45,7 @@ from mnf.adder import adder2d
 from mnf.adder.cpu import release_scratch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from adder_oracle import oracle  # noqa: E402  (the tests' oracle, not part of the package)
+from adder_oracle import adder_output, differences, oracle  # noqa: E402  (the tests' oracle)
 
 # (name, N, C, H, O, k, stride, padding, groups)
 FULL = [
@@ -67,12 +67,7 @@ QUICK = [
 
 def unfold_abs(x, w, stride, padding, groups):
     """The oracle's forward with plain autograd through ``abs``: sign gradients."""
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    oh, ow = (h + 2 * padding - kh) // stride + 1, (wd + 2 * padding - kw) // stride + 1
-    cols = tf.unfold(x, (kh, kw), padding=padding, stride=stride).view(n, groups, 1, cg * kh * kw, oh * ow)
-    diff = cols - w.view(groups, o // groups, cg * kh * kw, 1)
-    return -diff.abs().sum(3).view(n, o, oh, ow)
+    return adder_output(differences(x, w, stride, padding, groups), x, w, stride, padding)
 
 
 IMPLS = {

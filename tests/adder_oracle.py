@@ -11,19 +11,30 @@ import torch
 import torch.nn.functional as tf
 
 
+def differences(x: torch.Tensor, w: torch.Tensor, s: int, p: int, groups: int) -> torch.Tensor:
+    """All ``X - F`` of the layer, (N, G, O/G, C/G*kh*kw, OH*OW)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    ll = ((h + 2 * p - kh) // s + 1) * ((wd + 2 * p - kw) // s + 1)
+    cols = tf.unfold(x, (kh, kw), padding=p, stride=s).view(n, groups, 1, cg * kh * kw, ll)
+    return cols - w.reshape(groups, o // groups, cg * kh * kw, 1)
+
+
+def adder_output(diff: torch.Tensor, x: torch.Tensor, w: torch.Tensor, s: int, p: int) -> torch.Tensor:
+    """``Y = -sum |X - F|`` (N, O, OH, OW) from ``differences(x, w, s, p, groups)``."""
+    oh = (x.shape[2] + 2 * p - w.shape[2]) // s + 1
+    return -diff.abs().sum(3).reshape(x.shape[0], w.shape[0], oh, -1)
+
+
 class Oracle(torch.autograd.Function):
     """Unfold implementation of the adder layer with AdderNet's surrogate gradients."""
 
     @staticmethod
     def forward(ctx, x, w, s, p, groups, sign):
-        n, c, h, wd = x.shape
-        o, cg, kh, kw = w.shape
-        oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
-        cols = tf.unfold(x, (kh, kw), padding=p, stride=s).view(n, groups, 1, cg * kh * kw, oh * ow)
-        diff = cols - w.reshape(groups, o // groups, cg * kh * kw, 1)  # (N, G, O/G, K, L): X - F
+        diff = differences(x, w, s, p, groups)
         ctx.save_for_backward(diff)
         ctx.conf = x.shape, w.shape, s, p, sign
-        return -diff.abs().sum(3).reshape(n, o, oh, ow)
+        return adder_output(diff, x, w, s, p)
 
     @staticmethod
     def backward(ctx, grad):
