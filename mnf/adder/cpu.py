@@ -589,7 +589,8 @@ def _rows_cl(a, b, r0, p, out):
             _zero(of[r * rw + (p + w) * c:(r + 1) * rw])
     if hi <= lo:
         return
-    if c < 8:  # no 8x8 block: element by element, row by row (through _pixels, 2-3x slower)
+    if c < 8:  # no 8x8 block: element by element, row by row (through _pixels 1.5x slower,
+        # measured: _pack of (64, 3, 32, 32) 0.19 vs 0.13 ms)
         for r in range(lo - r0, hi - r0):
             for ch in range(c):
                 src = a[b, ch, r0 + r]
