@@ -1,6 +1,7 @@
 # mnf: two commands on a fresh machine (see README.md)
 #   make book   set up .venv, fetch CIFAR-10, build the HTML book into _build/html (executes every chapter)
-#   make test   set up .venv, fetch CIFAR-10, run the test suite, the CUDA-simulator tests, and the book at MNF_BUDGET=ci
+#   make test   set up .venv, fetch CIFAR-10, run the test suite, the CUDA-simulator tests, every chapter's
+#               gpu branch in smoke mode, and the book at MNF_BUDGET=ci
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ SHARED ?= ../shared
 export MNF_DATA ?= $(CURDIR)/.data
 export PYTHONHASHSEED := 0
 
-.PHONY: setup data book test test-fast test-cuda bench clean
+.PHONY: setup data book smoke test test-fast test-cuda bench gpu-check times clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +25,14 @@ data: setup
 	elif [ -f "$(SHARED)/data/make_cifar10.py" ]; then $(BIN)/python "$(SHARED)/data/make_cifar10.py" "$(MNF_DATA)"; \
 	else $(BIN)/python -m mnf data --root "$(MNF_DATA)"; fi
 
+# Builds at MNF_BUDGET (unset: gpu with CUDA, else cpu); outputs are cached per budget.
 book: data
-	$(BIN)/jupyter-book build . -W --keep-going
+	$(BIN)/python tools/notebook.py build
 	$(BIN)/python tools/notebook.py check-build
+
+# Every chapter's gpu branch (what Colab runs) top to bottom, with the work capped (MNF_SMOKE=1).
+smoke: data
+	MNF_BUDGET=gpu MNF_SMOKE=1 $(BIN)/python tools/notebook.py smoke
 
 test-fast: data
 	$(BIN)/python -m pytest -m "not slow" -q
@@ -37,10 +43,17 @@ test-cuda: setup
 test: data
 	$(BIN)/python -m pytest -q
 	$(MAKE) test-cuda
+	$(MAKE) smoke
 	MNF_BUDGET=ci $(MAKE) book
 
 bench: setup
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+# Store per-chapter times in mnf/chapter_times.json: the last `make book` at MNF_BUDGET, and a
+# smoke run (with the gpu estimates derived from it).
+times: data
+	$(BIN)/python tools/notebook.py record-times
+	MNF_BUDGET=gpu MNF_SMOKE=1 MNF_RECORD=1 $(BIN)/python tools/notebook.py smoke
 
 clean:
 	rm -rf _build

@@ -8,7 +8,7 @@ Subpackages (import what you need; nothing heavy is imported here):
 - ``mnf.models``      MobileNetV2 / ResNet-20 families with per-role layer policies
 - ``mnf.train``       the trainer; ``mnf.cost`` parameter and operation counts
 """
-from mnf.budget import budget, pick
+from mnf.budget import budget, chapter, device, iterations, pick, smoke
 
 __version__ = "0.1.0"
-__all__ = ["budget", "pick", "__version__"]
+__all__ = ["budget", "chapter", "device", "iterations", "pick", "smoke", "__version__"]

@@ -1,20 +1,47 @@
-"""One switch for how much work a chapter (or a script) does.
+"""One switch for how much work a chapter (or a script) does, and one for a smoke run.
 
-``MNF_BUDGET`` is ``ci`` (a few seconds to a minute on two CPU cores: the book
-build in CI), ``cpu`` (what a reader gets on a laptop) or ``gpu`` (the full
-experiment, e.g. in Colab).  Unset, it is ``gpu`` when CUDA is available and
-``cpu`` otherwise.  Chapters read it only through :func:`budget` and
-:func:`pick`::
+``MNF_BUDGET`` is ``ci`` (well under two minutes a chapter on two CPU cores: the book build in
+CI), ``cpu`` (what a reader gets on a laptop) or ``gpu`` (the full experiment, e.g. in Colab).
+Unset, it is ``gpu`` when CUDA is available and ``cpu`` otherwise.  Chapters read it only
+through :func:`budget` and :func:`pick`::
 
     epochs = mnf.pick(ci=1, cpu=10, gpu=60)
+
+``MNF_SMOKE=1`` keeps the branch a budget selects but makes its work tiny, so that e.g. the
+``gpu`` branch of every chapter runs top to bottom on a CPU in seconds (``make test`` does this).
+The caps live here, in :data:`SMOKE_CAPS`, and are applied by the package functions that do
+the work (:func:`mnf.data.load_cifar10`, :func:`mnf.data.stratified_subset`,
+:func:`mnf.train.fit`, ...) through :func:`cap`; a loop a chapter writes itself runs
+``range(mnf.iterations(n))``.  Chapters never test for smoke mode themselves.
+
+A smoke run also records, through :func:`record_work`, how much work each capped call *would*
+have done and what a capped step cost, so that ``tools/notebook.py smoke`` can estimate a full
+run's time (see :data:`T4_SPEEDUP`).
 """
 from __future__ import annotations
 
+import json
 import os
+import time
 from typing import TypeVar
 
 BUDGETS = ("ci", "cpu", "gpu")
 T = TypeVar("T")
+
+#: What a smoke run keeps of each kind of work (upper bounds; smaller requests are kept as they are).
+SMOKE_CAPS = {
+    "epochs": 2,            # fit: epochs of this call
+    "steps_per_epoch": 2,   # fit: optimisation steps per epoch
+    "train_per_class": 30,  # load_cifar10 / stratified_subset: training images per class
+    "test_per_class": 20,   # load_cifar10 / stratified_subset: test images per class
+    "iterations": 3,        # loops a chapter writes itself: mnf.iterations(n)
+    "steps": 3,             # other training loops (autoencoders, probes)
+    "repeats": 2,           # timing repeats
+}
+#: How much faster than the two CPU cores of the smoke run a Colab T4 is assumed to train the
+#: chapters' networks, for the *estimated* ``gpu`` times.  An assumption, not a measurement:
+#: no line of mnf has run on a GPU yet; ``make gpu-check`` measures the real rates.
+T4_SPEEDUP = 15.0
 
 
 def budget() -> str:
@@ -32,3 +59,94 @@ def budget() -> str:
 def pick(*, ci: T, cpu: T, gpu: T) -> T:
     """Return the value that belongs to the current :func:`budget`."""
     return {"ci": ci, "cpu": cpu, "gpu": gpu}[budget()]
+
+
+def smoke() -> bool:
+    """True when ``MNF_SMOKE`` is set to ``1``/``true``/``yes`` (see the module doc)."""
+    value = os.environ.get("MNF_SMOKE", "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"MNF_SMOKE={value!r}: expected 1/true/yes or 0/false/no")
+
+
+def cap(value: int, what: str) -> int:
+    """``value``, or at most ``SMOKE_CAPS[what]`` in smoke mode."""
+    if what not in SMOKE_CAPS:
+        raise ValueError(f"cap: got what={what!r}, expected one of {', '.join(SMOKE_CAPS)}")
+    return min(value, SMOKE_CAPS[what]) if smoke() else value
+
+
+def iterations(n: int) -> int:
+    """Number of iterations for a loop a chapter writes itself: ``n``, capped in smoke mode."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"iterations: got n={n!r}, expected an int >= 0")
+    return cap(n, "iterations")
+
+
+def device():
+    """The device chapters compute on: CUDA when PyTorch sees it, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def record_work(kind: str, *, planned_images: float, images: float, seconds: float) -> None:
+    """Append one line to the file named by ``MNF_WORK_LOG`` (nothing happens when it is unset).
+
+    ``planned_images``: images (forward + backward passes) the uncapped call would process;
+    ``images`` / ``seconds``: what the call processed and the time it took (steady-state steps).
+    ``tools/notebook.py smoke`` sets the variable per chapter and turns the log into estimates.
+    """
+    path = os.environ.get("MNF_WORK_LOG")
+    if not path:
+        return
+    line = json.dumps({"kind": kind, "planned_images": float(planned_images), "images": float(images),
+                       "seconds": float(seconds), "time": time.time()})
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+def _times_file():
+    from importlib import resources
+
+    return resources.files("mnf").joinpath("chapter_times.json")
+
+
+def chapter_times() -> dict:
+    """The recorded per-chapter times (``mnf/chapter_times.json``, written by ``tools/notebook.py``)."""
+    path = _times_file()
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def chapter(name: str) -> None:
+    """Print what a chapter runs with: the setup cell of every chapter calls this.
+
+    Says the version, the budget and the device, how to choose another budget, and how long the
+    chapter took under each budget when it was last measured (``ci`` and ``cpu``: recorded book
+    builds; ``gpu``: an estimate from the smoke run, marked as one).
+    """
+    import torch
+
+    dev = device()
+    where = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    from mnf import __version__
+
+    print(f"mnf {__version__}, budget {budget()!r}{' (smoke run)' if smoke() else ''}, device {dev} ({where})")
+    print("Another budget: run `%env MNF_BUDGET=ci` (or cpu, gpu) in a cell, then Run all.")
+    times = chapter_times()
+    parts = []
+    for key in ("ci", "cpu"):
+        rec = times.get(key, {})
+        if name in rec.get("chapters", {}):
+            parts.append(f"{key} {_duration(rec['chapters'][name])} (measured {rec['date']}, {rec['machine']})")
+    est = times.get("gpu_estimate", {})
+    if name in est.get("chapters", {}):
+        parts.append(f"gpu about {_duration(est['chapters'][name])} on a T4 (estimate: {est['method']})")
+    if parts:
+        print("Time for this chapter: " + "; ".join(parts) + ".")

@@ -108,7 +108,21 @@ def load_cifar10(root: str | os.PathLike | None = None, download: bool | None = 
     ``root``: argument, else ``$MNF_DATA``, else :func:`default_root`.  When the files are
     missing and ``download`` is true (default: unless ``$MNF_DOWNLOAD=0``) the official archive
     is fetched with :func:`download_cifar10`.
+
+    In smoke mode (``MNF_SMOKE=1``, see :mod:`mnf.budget`) the result holds a stratified subset
+    of ``SMOKE_CAPS["train_per_class"]`` / ``["test_per_class"]`` images per class.
     """
+    from mnf.budget import SMOKE_CAPS, smoke
+
+    full = _load_full(root, download)
+    if not smoke():
+        return full
+    train = stratified_subset(full.train_images, full.train_labels, SMOKE_CAPS["train_per_class"], seed=0)
+    test = stratified_subset(full.test_images, full.test_labels, SMOKE_CAPS["test_per_class"], seed=0)
+    return CIFAR10(*train, *test, full.classes)
+
+
+def _load_full(root: str | os.PathLike | None, download: bool | None) -> CIFAR10:
     root = Path(root).expanduser() if root is not None else default_root()
     folder = (root / FOLDER).resolve()
     if folder in _CACHE:
@@ -201,8 +215,16 @@ def _safe_extract(archive: Path, dest: Path) -> None:
 
 def stratified_subset(images: torch.Tensor, labels: torch.Tensor, per_class: int,
                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` random images of every class, shuffled together: ``(10·per_class, ...)``."""
+    """``per_class`` random images of every class, shuffled together: ``(10·per_class, ...)``.
+
+    In smoke mode (``MNF_SMOKE=1``) ``per_class`` is cut to what the smallest class has, so a
+    chapter's full-size request works on the smoke run's small data set.
+    """
+    from mnf.budget import smoke
+
     generator = torch.Generator().manual_seed(seed)
+    if smoke() and len(labels):
+        per_class = min(per_class, int(torch.bincount(labels).min()))
     picks = []
     for c in labels.unique().tolist():
         where = torch.nonzero(labels == c).flatten()

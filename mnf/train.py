@@ -38,6 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from mnf.budget import cap, record_work
 from mnf.metrics import Evaluation, evaluate, plot_confusion, plot_history
 
 SCHEDULES = ("cosine", "sgdr", "constant")
@@ -137,13 +138,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - corrupt or foreign files
-        raise ValueError(f"{path} is not a readable mnf checkpoint: {error}") from error
-    if not isinstance(ckpt, dict) or "model" not in ckpt or not ckpt.get("arch"):
-        raise ValueError(f"{path} is not an mnf checkpoint with an architecture (keys: "
-                         f"{sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__})")
+    ckpt = _read_checkpoint(path, device)
     model = build(ckpt["arch"]["name"], **ckpt["arch"]["kwargs"]).to(device)
     model.load_state_dict(ckpt["model"])
     return model, ckpt
@@ -162,9 +157,15 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
                 and int64 ``(N,)`` tensors, or the :func:`mnf.data.load_cifar10` object.
     adder_eta   adaptive learning-rate factor of ``Adder2d`` layers (``mnf.layers.adder.adaptive_lr``),
                 applied when the model has any; ``None`` disables it.
-    amp         mixed precision; default on for CUDA (bf16 if supported, else fp16 + GradScaler).
+    amp         mixed precision; default on for CUDA: bf16 where the GPU has it natively (Ampere and
+                newer), else fp16 with a GradScaler (e.g. Colab's T4); bf16 autocast on the CPU.
+                Adder and WHT layers compute in float32 inside autocast regions.
     eval_every  evaluate on the test set every this many epochs (and after the last); NaN otherwise.
     stop_after  leave after this many epochs of this call (the checkpoint lets a later call go on).
+
+    In smoke mode (``MNF_SMOKE=1``, :mod:`mnf.budget`) a call runs at most ``SMOKE_CAPS["epochs"]``
+    epochs of at most ``SMOKE_CAPS["steps_per_epoch"]`` steps, and logs the work it skipped
+    (:func:`mnf.budget.record_work`).
     """
     from mnf.data import batches
     if schedule not in SCHEDULES:
@@ -189,7 +190,7 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
                                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
                                 lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
     use_amp = device.type == "cuda" if amp is None else amp
-    amp_dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = amp_dtype_for(device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     drop_last = len(train_x) >= batch_size
     steps_per_epoch = len(train_x) // batch_size if drop_last else 1
@@ -199,16 +200,20 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     history, start, step = History(), 0, 0
     path = Path(out) / "checkpoint.pt" if out is not None else None
     if path is not None and resume and path.is_file():
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = _read_checkpoint(path, device)
         check_arch(ckpt.get("arch"), model, path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        history, start, step = History(ckpt["history"]), ckpt["epoch"], ckpt["step"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        generator.set_state(ckpt["rng"]["generator"])
-        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scaler.load_state_dict(ckpt["scaler"])
+            history, start, step = History(ckpt["history"]), ckpt["epoch"], ckpt["step"]
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            generator.set_state(ckpt["rng"]["generator"])
+            if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise ValueError(f"cannot resume from {path}: {type(error).__name__}: {error}; "
+                             "use another out directory or resume=False") from error
     if path is not None and rank == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -219,18 +224,25 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if distributed else model
     stop = epochs if stop_after is None else min(epochs, start + stop_after)
+    planned_epochs = max(stop - start, 0)
+    stop = start + cap(planned_epochs, "epochs")
+    steps_cap = cap(steps_per_epoch, "steps_per_epoch")
+    step_times: list[float] = []
     bar = None
     if progress and rank == 0 and stop > start:
         from tqdm.auto import tqdm
-        bar = tqdm(total=(stop - start) * steps_per_epoch, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=(stop - start) * steps_cap, unit="step", dynamic_ncols=True)
     try:
         for epoch in range(start, stop):
             net.train()
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen, tic = 0, time.perf_counter()
-            for x, y in batches(train_x, train_y, batch_size, shuffle=True, augment=augment,
-                                generator=generator, drop_last=drop_last):
+            last = tic
+            for i, (x, y) in enumerate(batches(train_x, train_y, batch_size, shuffle=True, augment=augment,
+                                generator=generator, drop_last=drop_last)):
+                if i == steps_cap:
+                    break
                 if world > 1:
                     share = len(x) // world
                     x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
@@ -250,6 +262,9 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y) * world
                 step += 1
+                now = time.perf_counter()
+                step_times.append(now - last)
+                last = now
                 if bar is not None:
                     bar.update()
                     if step % 10 == 0 or seen >= len(train_x) - batch_size:
@@ -289,8 +304,102 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
             bar.close()
         for h in hooks:
             h.remove()
+    if step_times:  # the first step of a call pays for kernel compilation and oneDNN's set-up
+        steady = step_times[1:] or step_times
+        evals = sum(1 for e in range(start, start + planned_epochs) if (e + 1) % eval_every == 0 or e + 1 == epochs)
+        record_work("fit", planned_images=planned_epochs * steps_per_epoch * batch_size + evals * len(test_x) / 3,
+                    images=len(steady) * batch_size, seconds=sum(steady))
     return history
 
 
-__all__ = ["COLUMNS", "Evaluation", "History", "SCHEDULES", "evaluate", "fit", "load_checkpoint", "lr_at",
+def plan_epochs(model: nn.Module, data: Any, *, seconds: float | None, max_epochs: int, batch_size: int = 128,
+                channels_last: bool = False, amp: bool | None = None, device: torch.device | str | None = None,
+                probe_steps: int = 6, verbose: bool = True, **_: Any) -> int:
+    """Whole epochs of :func:`fit` that fit into ``seconds`` on this machine, at most ``max_epochs``.
+
+    Budgets are measured in time, not epochs: machines of one kind differ several-fold in speed
+    (and a busy laptop is slower still), so a chapter asks how many epochs fit rather than
+    fixing the number.  A short probe (a copy of ``model``, ``2 + probe_steps`` forward /
+    backward / SGD steps on augmented batches of ``batch_size``, the median step time) gives the
+    cost of an epoch of ``data``'s training images plus one evaluation of its test images (a third
+    of a training step per image).  ``seconds=None`` returns ``max_epochs`` without probing (the
+    ``ci`` and ``gpu`` budgets size their work in epochs).  Never less than 1; prints the choice and
+    why when ``verbose``.  Extra keyword arguments (the rest of a recipe) are ignored.
+    """
+    import copy
+    import statistics
+
+    from mnf.data import batches
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
+        raise ValueError(f"plan_epochs: got max_epochs={max_epochs!r}, expected an int >= 1")
+    if seconds is None:
+        return max_epochs
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"plan_epochs: got seconds={seconds!r}, expected a positive number or None")
+    train_x, train_y, test_x, _ = _unpack(data)
+    device = torch.device(device) if device is not None else _model_device(model)
+    probe = copy.deepcopy(model).to(device)
+    if channels_last:
+        probe.to(memory_format=torch.channels_last)
+    probe.train()
+    optimizer = torch.optim.SGD(probe.parameters(), lr=1e-3, momentum=0.9)
+    use_amp = device.type == "cuda" if amp is None else amp
+    steps = 2 + cap(probe_steps, "steps")
+    generator = torch.Generator().manual_seed(0)
+    index = torch.randint(0, len(train_x), (steps * batch_size,), generator=generator)
+    times, tic = [], time.perf_counter()
+    for x, y in batches(train_x[index], train_y[index], batch_size, augment=True, generator=generator,
+                        device=device):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype_for(device), enabled=use_amp):
+            loss = F.cross_entropy(probe(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        toc = time.perf_counter()
+        times.append(toc - tic)
+        tic = toc
+    step_s = statistics.median(times[2:] or times)
+    epoch_s = step_s * max(len(train_x) // batch_size, 1)
+    eval_s = step_s * len(test_x) / batch_size / 3
+    epochs = max(1, min(max_epochs, int((seconds - eval_s) // epoch_s)))
+    if verbose:
+        print(f"plan: a step of {batch_size} images takes {1e3 * step_s:.0f} ms here (median of {len(times) - 2} "
+              f"probe steps), an epoch of {len(train_x):,} images {epoch_s:.0f} s; {seconds:.0f} s allow "
+              f"{epochs} epoch{'s' * (epochs != 1)} (at most {max_epochs})"
+              + (" - one epoch overruns the time budget" if epoch_s + eval_s > seconds else ""))
+    return epochs
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def amp_dtype_for(device: torch.device) -> torch.dtype:
+    """The autocast dtype :func:`fit` uses on ``device``: bf16 on CPUs and on GPUs with native bf16
+    (compute capability >= 8.0), else fp16 (GPUs such as the T4 emulate bf16 convolutions slowly)."""
+    if device.type != "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+def _read_checkpoint(path: Path, device: torch.device | str) -> dict:
+    """``torch.load`` of an mnf checkpoint, with one clear ``ValueError`` for anything else."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - corrupt, truncated or foreign files
+        raise ValueError(f"{path} is not a readable mnf checkpoint: {error}") from error
+    if not isinstance(ckpt, dict) or "model" not in ckpt or not ckpt.get("arch"):
+        raise ValueError(f"{path} is not an mnf checkpoint with an architecture (keys: "
+                         f"{sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__})")
+    return ckpt
+
+
+__all__ = ["COLUMNS", "Evaluation", "History", "SCHEDULES", "evaluate", "fit", "load_checkpoint", "lr_at", "plan_epochs",
            "plot_confusion", "plot_history", "setup_distributed"]

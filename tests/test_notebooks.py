@@ -2,6 +2,7 @@
 _config.yml (the one place naming the repository), with learning goals and exercises."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -42,7 +43,8 @@ def test_problems_are_detected(tmp_path):
 
 def test_setup_cell_names_the_configured_repository():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
-    cell = notebook.setup_cell()
+    cell = notebook.setup_cell("wht/hadamard")
+    assert "mnf.chapter('wht/hadamard')" in cell
     assert f"git+{config['url']}@{config['branch']}" in cell
     assert '"google.colab" in sys.modules' in cell
     # every other mention of a git URL to install from (README, intro, chapters, package) agrees
@@ -59,3 +61,45 @@ def test_exercise_labels_are_unique():
         labels += re.findall(r":label:\s*(\S+)", text)
     labels += re.findall(r":label:\s*(\S+)", (ROOT / "book" / "intro.md").read_text())
     assert len(labels) == len(set(labels)), sorted(l for l in labels if labels.count(l) > 1)
+
+
+def executed(budget_printed: str, stderr: str = "") -> nbformat.NotebookNode:
+    setup = nbformat.v4.new_code_cell("import mnf", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text=f"mnf 0.1.0, budget {budget_printed!r}, device cpu\n")])
+    cells = [nbformat.v4.new_markdown_cell("# A chapter"), setup]
+    if stderr:
+        cells.append(nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("stream", name="stderr",
+                                                                                    text=stderr)]))
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+def test_build_check_refuses_a_chapter_executed_at_another_budget():
+    assert notebook.output_problems(executed("ci"), "ch", budget="ci") == []
+    found = notebook.output_problems(executed("ci"), "ch", budget="cpu")
+    assert found and "executed at budget 'ci'" in found[0] and "'cpu'" in found[0]
+    assert "warning" in " ".join(notebook.output_problems(executed("ci", "UserWarning: x"), "ch", budget="ci"))
+    no_budget = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    assert "names no budget" in notebook.output_problems(no_budget, "ch", budget="ci")[0]
+
+
+def test_build_keeps_one_execution_cache_per_budget(tmp_path, monkeypatch):
+    """A build at another budget than the last one starts afresh on that budget's own cache."""
+    calls = []
+    monkeypatch.setattr("subprocess.call", lambda cmd, env: calls.append((cmd, env["MNF_BUDGET"])) or 0)
+    for budget in ("ci", "ci", "cpu", "ci"):
+        assert notebook.build(budget, build_dir=tmp_path) == 0
+        assert (tmp_path / ".jupyter_cache").resolve() == (tmp_path / f".jupyter_cache-{budget}").resolve()
+        assert (tmp_path / ".budget").read_text().strip() == budget
+    fresh = ["--all" in cmd for cmd, _ in calls]
+    assert fresh == [True, False, True, True]
+    assert [b for _, b in calls] == ["ci", "ci", "cpu", "ci"]
+    monkeypatch.setattr("subprocess.call", lambda cmd, env: 1)  # a failed build leaves no budget marker
+    assert notebook.build("ci", build_dir=tmp_path) == 1 and not (tmp_path / ".budget").exists()
+
+
+def test_recorded_times_name_every_chapter():
+    times = json.loads((ROOT / "mnf" / "chapter_times.json").read_text())
+    names = {notebook.chapter_name(p) for p in ALL_NOTEBOOKS}
+    for key in ("ci", "cpu", "gpu_estimate"):
+        assert set(times[key]["chapters"]) == names, key
+        assert times[key]["date"] and times[key]["machine"] and times[key]["commit"]

@@ -3,8 +3,11 @@
     python tools/notebook.py sync                 # stamp the setup cell, strip outputs (all chapters)
     python tools/notebook.py check                # report problems, exit 1 if any (the tests call check())
     python tools/notebook.py new SRC.py OUT.ipynb # build a notebook from a percent-format script
-    python tools/notebook.py check-build          # after `jupyter-book build .`: every chapter executed,
-                                                  # no warnings or errors in any output
+    python tools/notebook.py build                # jupyter-book build at MNF_BUDGET, one execution cache per budget
+    python tools/notebook.py check-build          # after a build: every chapter executed at the requested
+                                                  # budget, no warnings or errors in any output
+    python tools/notebook.py smoke [CHAPTER ...]  # execute chapters with MNF_SMOKE=1 (make test: MNF_BUDGET=gpu)
+    python tools/notebook.py record-times         # store the last build's per-chapter times (mnf/chapter_times.json)
 
 Every chapter opens with a markdown cell (title and what the reader will learn) followed by
 the setup cell rendered by :func:`setup_cell` from ``_config.yml``'s ``repository`` section --
@@ -17,6 +20,7 @@ whose lines lose their leading ``# ``; ``# %% tags=["remove-output"]`` sets cell
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -34,7 +38,14 @@ def repository(config: Path = ROOT / "_config.yml") -> tuple[str, str]:
     return repo["url"].rstrip("/"), repo.get("branch", "main")
 
 
-def setup_cell() -> str:
+def chapter_name(path: Path) -> str:
+    """``book/wht/hadamard.ipynb`` -> ``"wht/hadamard"``: the key of ``mnf/chapter_times.json``."""
+    path = path.resolve()
+    book = ROOT / "book"
+    return path.relative_to(book).with_suffix("").as_posix() if path.is_relative_to(book) else path.stem
+
+
+def setup_cell(name: str) -> str:
     url, ref = repository()
     return (
         f"{SETUP_MARKER} from the book's repository; elsewhere use the installed package.\n"
@@ -42,7 +53,7 @@ def setup_cell() -> str:
         'if "google.colab" in sys.modules:\n'
         f'    %pip install --quiet "mnf[cu12] @ git+{url}@{ref}"\n'
         "import mnf\n"
-        'print(f"mnf {mnf.__version__}, budget {mnf.budget()!r}")'
+        f"mnf.chapter({name!r})  # budget, device, and how long this chapter takes"
     )
 
 
@@ -61,7 +72,7 @@ def problems(path: Path) -> list[str]:
         found.append("has outputs or execution counts (run `python tools/notebook.py sync`)")
     if not nb.cells or nb.cells[0].cell_type != "markdown" or not nb.cells[0].source.startswith("# "):
         found.append("does not open with a markdown cell holding the chapter title")
-    if not code or code[0].source != setup_cell():
+    if not code or code[0].source != setup_cell(chapter_name(path)):
         found.append("first code cell is not the setup cell rendered from _config.yml")
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     if not nb.cells or "learn" not in nb.cells[0].source.lower():
@@ -71,7 +82,31 @@ def problems(path: Path) -> list[str]:
     return found
 
 
-def build_problems(build: Path = ROOT / "_build" / "jupyter_execute") -> list[str]:
+BUDGET_LINE = re.compile(r"budget '(\w+)'")
+
+
+def output_problems(nb: nbformat.NotebookNode, label: str, budget: str | None = None) -> list[str]:
+    """Errors and warnings in an executed chapter, and a budget other than ``budget``."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") if out.output_type == "stream" else ""
+            if out.output_type == "error":
+                found.append(f"{label} cell {i}: {out.ename}: {out.evalue}")
+            elif out.get("name") == "stderr" and re.search(r"warn", text, re.I):
+                found.append(f"{label} cell {i}: warning in output: {text.strip()[:300]}")
+    if budget is not None:
+        setup = next((c for c in nb.cells if c.cell_type == "code"), None)
+        text = "".join(o.get("text", "") for o in (setup.get("outputs", []) if setup else []))
+        seen = BUDGET_LINE.search(text)
+        if seen is None:
+            found.append(f"{label}: the setup cell's output names no budget")
+        elif seen.group(1) != budget:
+            found.append(f"{label}: executed at budget {seen.group(1)!r}, but the build asked for {budget!r}")
+    return found
+
+
+def build_problems(build: Path = ROOT / "_build" / "jupyter_execute", budget: str | None = None) -> list[str]:
     """Problems in the executed copies of the chapters that Sphinx's -W cannot see."""
     found = []
     for chapter in chapters():
@@ -79,14 +114,143 @@ def build_problems(build: Path = ROOT / "_build" / "jupyter_execute") -> list[st
         if not executed.exists():
             found.append(f"{chapter.relative_to(ROOT)}: not executed by the build")
             continue
-        for i, cell in enumerate(nbformat.read(executed, as_version=4).cells):
-            for out in cell.get("outputs", []):
-                text = out.get("text", "") if out.output_type == "stream" else ""
-                if out.output_type == "error":
-                    found.append(f"{chapter.relative_to(ROOT)} cell {i}: {out.ename}: {out.evalue}")
-                elif out.get("name") == "stderr" and re.search(r"warn", text, re.I):
-                    found.append(f"{chapter.relative_to(ROOT)} cell {i}: warning in output: {text.strip()[:300]}")
+        found += output_problems(nbformat.read(executed, as_version=4), str(chapter.relative_to(ROOT)), budget)
     return found
+
+
+def resolved_budget() -> str:
+    """``MNF_BUDGET`` as the chapters will see it (``mnf.budget()``)."""
+    sys.path.insert(0, str(ROOT))
+    import mnf
+
+    return mnf.budget()
+
+
+def build(budget: str, build_dir: Path = ROOT / "_build") -> int:
+    """``jupyter-book build`` at ``budget``, with one execution cache per budget.
+
+    ``_build/.jupyter_cache`` (where Jupyter Book keeps executed outputs) is made a link to
+    ``_build/.jupyter_cache-<budget>``, and when the last build was of another budget Sphinx
+    starts afresh (``--all``) so that every page is rendered from this budget's outputs.
+    """
+    import shutil
+    import subprocess
+
+    build_dir.mkdir(exist_ok=True)
+    link, target = build_dir / ".jupyter_cache", build_dir / f".jupyter_cache-{budget}"
+    target.mkdir(exist_ok=True)
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():       # a cache of unknown budget from before caches were per budget
+        shutil.rmtree(link)
+    link.symlink_to(target.name)
+    marker = build_dir / ".budget"
+    fresh = not marker.is_file() or marker.read_text().strip() != budget
+    marker.unlink(missing_ok=True)
+    print(f"building the book at budget {budget!r}" + (" (another budget was built last: all pages afresh)"
+                                                       if fresh else ""), flush=True)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", str(ROOT), "-W", "--keep-going"] + (["--all"] if fresh else [])
+    code = subprocess.call(cmd, env=dict(os.environ, MNF_BUDGET=budget))
+    if code == 0:
+        marker.write_text(budget + "\n")
+    return code
+
+
+def recorded_times(budget: str, build_dir: Path = ROOT / "_build") -> dict[str, float]:
+    """Execution seconds per chapter from this budget's Jupyter Book cache."""
+    from jupyter_cache import get_cache
+
+    cache = get_cache(build_dir / f".jupyter_cache-{budget}")
+    by_uri = {Path(r.uri).resolve(): r.data.get("execution_seconds") for r in cache.list_cache_records()}
+    return {chapter_name(c): round(by_uri[c.resolve()], 1) for c in chapters()
+            if by_uri.get(c.resolve()) is not None}
+
+
+def machine() -> str:
+    import platform
+
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = re.findall(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        flags = re.search(r"flags\s*:(.+)", cpuinfo.read_text())
+        isa = "AVX-512" if flags and " avx512f" in flags.group(1) else "AVX2" if flags and " avx2" in flags.group(1) else ""
+        model = f"{names[0].strip() if names else model}, {isa}".strip(", ")
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], text=True).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def record(key: str, chapters_s: dict[str, float], **extra) -> None:
+    """Store one set of per-chapter times in ``mnf/chapter_times.json`` (atomically)."""
+    import datetime
+
+    path = ROOT / "mnf" / "chapter_times.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    times[key] = {"date": datetime.date.today().isoformat(), "machine": machine(), "commit": commit(),
+                  **extra, "chapters": chapters_s}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(times, indent=1, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def smoke(names: list[str] | None = None, timeout: int = 600) -> tuple[list[str], dict, dict]:
+    """Execute every chapter (or those named) with ``MNF_SMOKE=1`` in a scratch directory.
+
+    The budget is ``MNF_BUDGET`` (``make test`` uses ``gpu``: the branch Colab runs).  The working
+    directory is an empty temporary folder, as in Colab, so a chapter that reaches into the
+    repository fails here.  Returns ``(problems, seconds per chapter, estimated full-run seconds
+    on a T4 per chapter)``; the estimate is the smoke time plus the work the capped calls skipped,
+    at the per-image cost they measured, divided by ``mnf.budget.T4_SPEEDUP``.
+    """
+    import tempfile
+    import time
+
+    from nbclient import NotebookClient
+
+    sys.path.insert(0, str(ROOT))
+    from mnf.budget import T4_SPEEDUP
+
+    budget = resolved_budget()
+    found, seconds, estimate = [], {}, {}
+    for path in chapters():
+        name = chapter_name(path)
+        if names and name not in names:
+            continue
+        nb = nbformat.read(path, as_version=4)
+        with tempfile.TemporaryDirectory() as scratch:
+            log = Path(scratch) / "work.jsonl"
+            env = {"MNF_SMOKE": "1", "MNF_WORK_LOG": str(log), "MNF_BUDGET": budget}
+            old = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            tic = time.perf_counter()
+            try:
+                NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                               resources={"metadata": {"path": scratch}}).execute()
+            except Exception as error:  # noqa: BLE001 - the failing cell's error is in the outputs
+                found.append(f"{name}: {type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}")
+            finally:
+                for k, v in old.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            seconds[name] = round(time.perf_counter() - tic, 1)
+            work = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+        skipped = sum(w["planned_images"] * w["seconds"] / max(w["images"], 1) for w in work)
+        estimate[name] = round(seconds[name] + skipped / T4_SPEEDUP, 1)
+        found += output_problems(nb, name, budget)
+        print(f"{name:36s} {seconds[name]:6.1f} s smoke, {len(work)} training calls, "
+              f"full {budget} run on a T4 about {estimate[name] / 60:.1f} min (estimate)", flush=True)
+    return found, seconds, estimate
 
 
 def sync(path: Path) -> None:
@@ -97,9 +261,9 @@ def sync(path: Path) -> None:
             cell.metadata.pop("execution", None)
     code = [c for c in nb.cells if c.cell_type == "code"]
     if code and code[0].source.startswith(SETUP_MARKER):
-        code[0].source = setup_cell()
+        code[0].source = setup_cell(chapter_name(path))
     else:
-        nb.cells.insert(1, nbformat.v4.new_code_cell(setup_cell()))
+        nb.cells.insert(1, nbformat.v4.new_code_cell(setup_cell(chapter_name(path))))
     write(nb, path)
 
 
@@ -116,7 +280,7 @@ def write(nb, path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def from_percent(src: str) -> nbformat.NotebookNode:
+def from_percent(src: str, name: str) -> nbformat.NotebookNode:
     cells = []
     for block in re.split(r"^(# %%.*)$", src, flags=re.M)[1:]:
         if block.startswith("# %%"):
@@ -133,7 +297,7 @@ def from_percent(src: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook(cells=cells)
     code = [c for c in cells if c.cell_type == "code"]
     if not code or not code[0].source.startswith(SETUP_MARKER):
-        nb.cells.insert(1, nbformat.v4.new_code_cell(setup_cell()))
+        nb.cells.insert(1, nbformat.v4.new_code_cell(setup_cell(name)))
     return nb
 
 
@@ -149,11 +313,28 @@ def main(argv: list[str]) -> int:
                 print(f"{p.relative_to(ROOT)}: {f}")
         return 1 if any(bad.values()) else 0
     if argv[:1] == ["check-build"]:
-        found = build_problems()
-        print("\n".join(found) or f"{len(chapters())} chapters executed without warnings")
+        budget = resolved_budget()
+        found = build_problems(budget=budget)
+        print("\n".join(found) or f"{len(chapters())} chapters executed at budget {budget!r} without warnings")
+        return 1 if found else 0
+    if argv[:1] == ["build"]:
+        return build(resolved_budget())
+    if argv[:1] == ["record-times"]:
+        budget = resolved_budget()
+        record(budget, recorded_times(budget), method="execution time of the book build (jupyter-cache)")
+        return 0
+    if argv[:1] == ["smoke"]:
+        found, seconds, estimate = smoke(argv[1:] or None)
+        print("\n".join(found) or f"{len(seconds)} chapters ran in smoke mode without errors or warnings, "
+              f"{sum(seconds.values()):.0f} s in all")
+        if not found and not argv[1:] and os.environ.get("MNF_RECORD") == "1":
+            from mnf.budget import T4_SPEEDUP
+            record("smoke", seconds, method="tools/notebook.py smoke, MNF_BUDGET=gpu MNF_SMOKE=1")
+            record("gpu_estimate", estimate,
+                   method=f"smoke run's per-image cost x the full work / {T4_SPEEDUP:g} (assumed T4 speed-up)")
         return 1 if found else 0
     if argv[:1] == ["new"] and len(argv) == 3:
-        write(from_percent(Path(argv[1]).read_text()), Path(argv[2]))
+        write(from_percent(Path(argv[1]).read_text(), chapter_name(Path(argv[2]))), Path(argv[2]))
         return 0
     print(__doc__)
     return 2
