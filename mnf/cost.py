@@ -1,8 +1,9 @@
 """Parameters, multiplications, additions and activation memory of a model, layer by layer.
 
-``cost_table(model, (1, 3, 32, 32))`` runs one forward pass on a zero input with forward hooks and
-counts, for every *counted* module (a leaf, or an ``Adder2d`` / ``WHTPointwise`` / ``WHTSpatial``
-taken as a whole), with ``K`` the number of inputs one output reads and ``N`` the output's numel:
+``cost_table(model, (1, 3, 32, 32))`` runs one forward pass on a zero input (made on the model's
+device, in its dtype) with forward hooks and counts, for every *counted* module (a leaf, or an
+``Adder2d`` / ``WHTPointwise`` / ``WHTSpatial`` taken as a whole), with ``K`` the number of inputs
+one output reads and ``N`` the output's numel:
 
 ==================  ====================================  =========================================
 module              multiplications                       additions / subtractions
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from mnf.metrics import model_dtype, probe, resolve_device
 
 WHT_NAMES = ("WHTPointwise", "WHTSpatial")
 WHOLE = ("Adder2d",) + WHT_NAMES
@@ -128,27 +131,29 @@ def counted_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
-@torch.no_grad()
 def cost_table(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32),
                device: torch.device | str | None = None) -> CostReport:
-    """Count ``model`` on a zero input of ``input_size`` (eval mode; the mode is restored)."""
+    """Count ``model`` on a zero input of ``input_size``.
+
+    The input is made on the model's device in its floating dtype (:func:`mnf.metrics.model_device`,
+    :func:`mnf.metrics.model_dtype`; ``device``, if given, must be the model's, see
+    :func:`mnf.metrics.resolve_device`); a model with neither parameters nor buffers runs on the
+    CPU.  The forward pass runs in eval mode under ``no_grad`` with forward hooks; modes and hooks
+    are restored / removed afterwards, also when the model raises.  The report holds Python ints.
+    ``activation_bytes`` uses the model's dtype (8 bytes a value for a float64 model).
+    """
     if len(input_size) != 4:
         raise ValueError(f"input_size must be (N, C, H, W), got {input_size}")
-    device = device or next(model.parameters()).device
+    device = resolve_device(model, device)
     rows: list[LayerCost] = []
-    handles = []
-    for name, module in counted_modules(model):
-        def hook(m: nn.Module, args: tuple, y: torch.Tensor, name: str = name) -> None:
+
+    def hook_for(name: str):
+        def hook(m: nn.Module, args: tuple, y: torch.Tensor) -> None:
             mults, adds = op_counts(m, args[0], y)
             rows.append(LayerCost(name, type(m).__name__, tuple(y.shape), sum(p.numel() for p in m.parameters()),
                                   mults, adds, y.numel() * y.element_size()))
-        handles.append(module.register_forward_hook(hook))
-    training = model.training
-    try:
-        model.eval()
-        model(torch.zeros(input_size, device=device))
-    finally:
-        model.train(training)
-        for h in handles:
-            h.remove()
+        return hook
+
+    with probe(model, [(module, hook_for(name)) for name, module in counted_modules(model)]):
+        model(torch.zeros(input_size, device=device, dtype=model_dtype(model)))
     return CostReport(rows, tuple(input_size), sum(p.numel() for p in model.parameters()))

@@ -1,12 +1,118 @@
-"""Evaluation (accuracy, per-class precision / recall / F1, confusion matrix) and training plots."""
+"""Evaluation (accuracy, per-class precision / recall / F1, confusion matrix), training plots, and
+the device discipline every function that runs a model follows.
+
+A function that takes a model runs on **the model's device** (:func:`model_device`: where its
+first parameter, else its first buffer, lives; the CPU for a model with neither).  It moves the
+data it is given there, cast to the model's floating dtype (:func:`model_dtype`), batch by batch
+or at once (:func:`as_input`); creates its own tensors there; and returns reports as Python
+numbers and CPU tensors.  Switching to eval mode and registering forward hooks are undone on
+exit, also when the model raises (:func:`eval_mode`, :func:`probe`).
+"""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+
+# ----------------------------------------------------------------------------- device discipline
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter, else of its first buffer; ``cpu`` if it has neither."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of ``model``'s first floating-point parameter, else floating buffer; else
+    ``torch.get_default_dtype()`` (float32 unless changed)."""
+    for tensors in (model.parameters(), model.buffers()):
+        for tensor in tensors:
+            if tensor.is_floating_point():
+                return tensor.dtype
+    return torch.get_default_dtype()
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Same device type and index (an index left out, as in ``"cuda"``, matches any index)."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def resolve_device(model: nn.Module, device: torch.device | str | None = None) -> torch.device:
+    """:func:`model_device`; a ``device`` given as well must be that device (else ValueError).
+
+    For functions that kept a ``device`` argument from before they followed the model: the model
+    is not moved, so another device could only end in a device-mismatch error inside the model.
+    A model without parameters and buffers runs wherever ``device`` says.
+    """
+    own = model_device(model)
+    if device is None:
+        return own
+    device = torch.device(device)
+    has_state = next(model.parameters(), None) is not None or next(model.buffers(), None) is not None
+    if not has_state:
+        return device
+    if not _same_device(device, own):
+        raise ValueError(f"device={str(device)!r} was given, but {type(model).__name__} is on {own}; "
+                         f"move the model first (model.to({str(device)!r})) or leave device out")
+    return own
+
+
+def as_input(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` on ``device``, floating-point ``x`` cast to ``dtype`` (one ``x.to(device=, dtype=)`` call).
+
+    uint8 input raises ValueError (images must be scaled or normalised first, e.g. with
+    :func:`mnf.data.normalize`); other integer / bool tensors are moved and keep their dtype.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a tensor of model inputs, got {type(x).__name__}")
+    if x.dtype == torch.uint8:
+        raise ValueError("got uint8 inputs; the model takes floats: normalise images first "
+                         "(mnf.data.normalize(images) for the classifiers, images.float() / 255 for the autoencoders)")
+    if x.is_floating_point():
+        return x.to(device=device, dtype=dtype)
+    return x.to(device=device)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode; on exit give every submodule back its own train/eval mode
+    (also when the body raises, and also when submodules were in different modes)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(modes[0][1])
+        for m, mode in modes:
+            if m.training != mode:
+                m.training = mode
+
+
+@contextlib.contextmanager
+def probe(model: nn.Module,
+          hooks: Iterable[tuple[nn.Module, Callable]] = ()) -> Iterator[nn.Module]:
+    """Eval mode (:func:`eval_mode`), ``torch.no_grad()`` and forward hooks ``(module, hook)``
+    registered on submodules; all undone on exit, also when the body or a hook raises."""
+    handles = []
+    with eval_mode(model), torch.no_grad():
+        try:
+            for module, hook in hooks:
+                handles.append(module.register_forward_hook(hook))
+            yield model
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+# ----------------------------------------------------------------------------- evaluation
 
 @dataclass
 class Evaluation:
@@ -34,28 +140,34 @@ def scores(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return precision, recall, f1
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
              device: torch.device | str | None = None, num_classes: int | None = None,
              channels_last: bool = False) -> Evaluation:
-    """Evaluate ``model`` (in eval mode, restored afterwards) on uint8 ``(N, 3, H, W)`` images, labels ``(N,)``."""
+    """Scores of ``model`` on uint8 images ``(N, 3, H, W)`` (normalised with :func:`mnf.data.normalize`)
+    and labels ``(N,)``, on any device.
+
+    Runs on the model's device (``device``, if given, must be it; see :func:`resolve_device`) in
+    eval mode under ``no_grad``; the images go there once, and every normalised batch is cast to
+    the model's floating dtype.  The modes are restored afterwards, also when the model raises.
+    Returns Python floats and CPU tensors.
+    """
     from mnf.data import batches
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need matching non-empty images and labels, got {len(images)} and {len(labels)}")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    training = model.training
-    model.eval()
+    device, dtype = resolve_device(model, device), model_dtype(model)
     loss, k = 0.0, num_classes
     preds, truth = [], []
-    for x, y in batches(images, labels, batch_size, shuffle=False, device=device):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        out = model(x).float()
-        k = k or out.shape[1]
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        preds.append(out.argmax(1))
-        truth.append(y)
-    model.train(training)
+    with probe(model):
+        for x, y in batches(images, labels, batch_size, shuffle=False, device=device):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = model(as_input(x, device, dtype))
+            if out.dtype in (torch.float16, torch.bfloat16):
+                out = out.float()
+            k = k or out.shape[1]
+            loss += F.cross_entropy(out, y, reduction="sum").item()
+            preds.append(out.argmax(1))
+            truth.append(y)
     pred, true = torch.cat(preds), torch.cat(truth)
     confusion = torch.bincount(true * k + pred, minlength=k * k).reshape(k, k).cpu()
     precision, recall, f1 = scores(confusion)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnf.budget import cap, record_work
-from mnf.metrics import Evaluation, evaluate, plot_confusion, plot_history
+from mnf.metrics import Evaluation, evaluate, model_device, plot_confusion, plot_history
 
 SCHEDULES = ("cosine", "sgdr", "constant")
 COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "time", "images_per_s")
@@ -337,7 +337,7 @@ def plan_epochs(model: nn.Module, data: Any, *, seconds: float | None, max_epoch
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"plan_epochs: got seconds={seconds!r}, expected a positive number or None")
     train_x, train_y, test_x, _ = _unpack(data)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     probe = copy.deepcopy(model).to(device)
     if channels_last:
         probe.to(memory_format=torch.channels_last)
@@ -374,13 +374,6 @@ def plan_epochs(model: nn.Module, data: Any, *, seconds: float | None, max_epoch
     return epochs
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    tensor = next(iter(model.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(model.buffers()), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
-
-
 def amp_dtype_for(device: torch.device) -> torch.dtype:
     """The autocast dtype :func:`fit` uses on ``device``: bf16 on CPUs and on GPUs with native bf16
     (compute capability >= 8.0), else fp16 (GPUs such as the T4 emulate bf16 convolutions slowly)."""
@@ -401,5 +394,5 @@ def _read_checkpoint(path: Path, device: torch.device | str) -> dict:
     return ckpt
 
 
-__all__ = ["COLUMNS", "Evaluation", "History", "SCHEDULES", "evaluate", "fit", "load_checkpoint", "lr_at", "plan_epochs",
-           "plot_confusion", "plot_history", "setup_distributed"]
+__all__ = ["COLUMNS", "Evaluation", "History", "SCHEDULES", "amp_dtype_for", "evaluate", "fit", "load_checkpoint",
+           "lr_at", "plan_epochs", "plot_confusion", "plot_history", "setup_distributed"]

@@ -145,3 +145,30 @@ def test_cli_train_and_eval(tmp_path, tiny_data, capsys, monkeypatch):
     cli.main(["eval", "--checkpoint", str(tmp_path / "checkpoint.pt")])
     out = capsys.readouterr().out
     assert "epoch 1: train acc" in out and "after 1 epochs" in out and "precision" in out
+
+
+AMP_VARIANTS = {
+    **{f"mobilenet_v2 pointwise={p}": dict(pointwise=p) for p in ("conv", "wht", "adder")},
+    **{f"mobilenet_v2 depthwise={d}": dict(depthwise=d) for d in ("adder", "wht2d")},
+    "mobilenet_v2 last=wht": dict(last="wht"),
+    "mobilenet_v2 adder pointwise + depthwise": dict(pointwise="adder", depthwise="adder"),
+    **{f"resnet20 layer={layer}": dict(resnet=layer) for layer in ("conv", "adder", "dw_adder")},
+}
+
+
+@pytest.mark.parametrize("name", list(AMP_VARIANTS))
+def test_every_model_variant_trains_under_mixed_precision(name, tiny_data):
+    """fit(amp=True) is what a CUDA machine gets by default (bf16 autocast here, on the CPU)."""
+    from mnf.models import mobilenet_v2
+    kw = AMP_VARIANTS[name]
+    torch.manual_seed(0)
+    if "resnet" in kw:
+        model = resnet20(blocks=1, layer=kw["resnet"])
+    else:
+        model = mobilenet_v2(layout="imagenet", width=0.25, blocks=(1,) * 7, **kw)
+    before = [p.detach().clone() for p in model.parameters()]
+    history = fit(model, tiny_data, epochs=1, batch_size=50, amp=True, progress=False)
+    assert math.isfinite(history["train_loss"][0]) and math.isfinite(history["test_acc"][0])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    moved = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert moved > len(before) // 2

@@ -5,6 +5,9 @@
     prune(model, images, threshold=0)     # drop units that never fire, rebuild smaller layers
     quantize(model, bits=8)               # int8 weights + per-channel scales, dequantised forward
     fake_quantize(model, bits=4)          # round weights in place to study accuracy vs bits
+
+Everything runs where the model is (:func:`mnf.metrics.model_device`): ``images`` may be on any
+device and are moved batch by batch; reports hold Python numbers and CPU tensors.
 """
 from mnf.compress.factorize import (FactorizationReport, FactorRow, choose_rank, factorize, factorize_layer,
                                     svd_factors, weight_matrix)

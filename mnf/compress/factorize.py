@@ -25,6 +25,8 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from mnf.metrics import model_device, model_dtype, probe
+
 
 @dataclass
 class FactorRow:
@@ -170,22 +172,16 @@ def factorize_layer(layer: nn.Module, rank: int | None = None, energy: float | N
 
 
 def _positions(model: nn.Module, names: list[str], input_size: tuple[int, ...]) -> dict[str, int]:
-    """Output positions (numel / out features) of the named modules for one forward pass."""
+    """Output positions (numel / out features) of the named modules for one forward pass on a
+    zero input made on the model's device in its dtype (eval mode, no_grad; restored afterwards)."""
     modules = dict(model.named_modules())
     found: dict[str, int] = {}
-    handles = [modules[n].register_forward_hook(
-        lambda mod, inp, out, n=n: found.__setitem__(n, out.numel() // out.shape[1 if out.dim() > 2 else -1]))
-        for n in names]
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            p = next(model.parameters())
-            model(torch.zeros(input_size, device=p.device, dtype=p.dtype))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(training)
+
+    def hook(n: str):
+        return lambda mod, inp, out: found.__setitem__(n, out.numel() // out.shape[1 if out.dim() > 2 else -1])
+
+    with probe(model, [(modules[n], hook(n)) for n in names]):
+        model(torch.zeros(input_size, device=model_device(model), dtype=model_dtype(model)))
     return found
 
 
@@ -199,8 +195,9 @@ def factorize(model: nn.Module, rank: int | None = None, energy: float | None = 
     layers            names (as in ``model.named_modules()``) to factorize; a named layer that is
                       not a Linear / ungrouped Conv2d raises TypeError / ValueError.  ``None``:
                       every Linear and ungrouped Conv2d (others are skipped silently).
-    input_size        e.g. ``(1, 3, 32, 32)``: run one forward pass first so MACs count every
-                      output position; otherwise MACs are per output position.
+    input_size        e.g. ``(1, 3, 32, 32)``: run one forward pass first (on a zero input made on
+                      the model's device, in its dtype, in eval mode; modes and hooks restored)
+                      so MACs count every output position; otherwise MACs are per output position.
     only_if_smaller   leave (and report as skipped) layers whose factorization would not have
                       fewer parameters than the original.
     """

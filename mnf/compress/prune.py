@@ -31,6 +31,8 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from mnf.metrics import as_input, model_device, model_dtype, probe
+
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
 
@@ -162,12 +164,16 @@ def _inputs(data: Any, batch_size: int = 256) -> Iterable[Tensor]:
         yield item[0] if isinstance(item, (tuple, list)) else item
 
 
-@torch.no_grad()
 def activation_counts(model: nn.Module, data: Any, chains: list[Chain] | None = None) -> dict[str, UnitStats]:
-    """Run ``data`` through ``model`` (eval mode) and count each chain's positive outputs per unit.
+    """Run ``data`` through ``model`` and count each chain's positive outputs per unit.
 
-    ``data``: a tensor of inputs (run in batches of 256), or an iterable of tensors or of
-    ``(inputs, ...)`` tuples (e.g. :func:`mnf.data.batches`).
+    ``data``: a float tensor of model inputs (run in batches of 256), or an iterable of tensors or
+    of ``(inputs, ...)`` tuples (e.g. :func:`mnf.data.batches`), on any device.  Every batch is
+    moved to the model's device and cast to its floating dtype (:mod:`mnf.metrics`); uint8 images
+    raise ValueError (normalise them first: ``mnf.data.normalize(images)``).  Runs in eval mode
+    under ``no_grad``; modes and hooks are restored / removed afterwards, also when the model
+    raises.  The counts are accumulated on the model's device; the returned statistics are CPU
+    tensors.
     """
     chains = find_chains(model) if chains is None else chains
     stats: dict[str, list] = {c.name: [0, 0.0, 0] for c in chains}
@@ -181,16 +187,10 @@ def activation_counts(model: nn.Module, data: Any, chains: list[Chain] | None = 
             s[2] += out.numel() // out.shape[1]
         return record
 
-    handles = [c.parent[c.act].register_forward_hook(hook(c.name)) for c in chains]
-    training = model.training
-    model.eval()
-    try:
+    device, dtype = model_device(model), model_dtype(model)
+    with probe(model, [(c.parent[c.act], hook(c.name)) for c in chains]):
         for x in _inputs(data):
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(training)
+            model(as_input(x, device, dtype))
     out = {}
     for c in chains:
         count, total, seen = stats[c.name]
@@ -229,7 +229,7 @@ def _slice_in(m: nn.Module, keep: Tensor, removed: Tensor, mean: Tensor | None) 
         cols = w[:, removed]
         if cols.dim() > 2:
             cols = cols.sum(dim=tuple(range(2, cols.dim())))
-        shift = cols.double() @ mean[removed].to(cols.device)
+        shift = cols.double() @ mean.to(device=cols.device, dtype=torch.float64)[removed]
         if not torch.any(shift != 0):
             shift = None
     bias = m.bias is not None or shift is not None
@@ -249,9 +249,10 @@ def _slice_in(m: nn.Module, keep: Tensor, removed: Tensor, mean: Tensor | None) 
 
 
 def _slice_bn(bn: nn.modules.batchnorm._BatchNorm, keep: Tensor) -> nn.Module:
+    ref = next((t for t in (bn.running_mean, bn.weight) if t is not None), None)
+    kw = dict(device=ref.device, dtype=ref.dtype) if ref is not None else dict(device=keep.device)
     new = type(bn)(len(keep), eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
-                   track_running_stats=bn.track_running_stats,
-                   device=keep.device if bn.running_mean is None else bn.running_mean.device)
+                   track_running_stats=bn.track_running_stats, **kw)
     if bn.affine:
         new.weight.data.copy_(bn.weight.detach()[keep])
         new.bias.data.copy_(bn.bias.detach()[keep])
@@ -263,7 +264,9 @@ def _slice_bn(bn: nn.modules.batchnorm._BatchNorm, keep: Tensor) -> nn.Module:
 
 
 def prune_chain(chain: Chain, keep: Tensor, mean: Tensor | None = None) -> None:
-    """Rebuild the chain's layers in place keeping units ``keep`` (sorted indices)."""
+    """Rebuild the chain's layers in place keeping units ``keep`` (indices; ``mean``: the units'
+    mean outputs to fold, ``(units,)``).  Both may be on any device: the new layers are built on
+    the old ones' device and dtype."""
     seq = chain.parent
     keep = keep.sort().values.to(seq[chain.producer].weight.device)
     mask = torch.ones(chain.units, dtype=torch.bool, device=keep.device)
@@ -288,6 +291,8 @@ def prune(model: nn.Module, data: Any, threshold: float = 0, *, rate: float | No
           layers: Iterable[str] | None = None, fold: bool = True, min_units: int = 1) -> PruneReport:
     """Remove, in place, units whose activation count over ``data`` is ``<= threshold``.
 
+    data        model inputs as for :func:`activation_counts` (any device: each batch is moved to
+                the model's device and dtype; the rebuilt layers stay on the model's device).
     threshold   a count: units positive at no more than this many positions are removed
                 (0: only units that never fire, which keeps the function identical).
     rate        instead of ``threshold``: remove units positive at no more than this fraction

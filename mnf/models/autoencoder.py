@@ -20,12 +20,21 @@ transposed convolution, so the multiplier-free version can use the same topology
 Batch norm stays (at inference one ``a·x + b`` per value; ``mnf.cost`` counts it).  The output
 is clamped with ``Hardtanh(0, 1)`` (comparisons only) rather than a sigmoid; the last BN starts
 at scale 0.25 and shift 0.45 so that few outputs start in the clamp's flat part.
+
+    losses = train_autoencoder(model, images, steps=600)   # Adam + cosine, MSE, on the model's device
+    out = reconstruct(model, test_images)                   # eval mode, CPU float32 result
+    psnr(out, test_images)
 """
 from __future__ import annotations
 
+import time
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mnf.budget import cap, record_work
+from mnf.metrics import model_device, model_dtype, probe
 
 LAYERS = ("adder", "wht")
 
@@ -134,4 +143,121 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, per_image: bool = False)
     return 10 * torch.log10(data_range ** 2 / mse)
 
 
-__all__ = ["AutoEncoder", "conv_autoencoder", "dense_autoencoder", "mf_autoencoder", "psnr"]
+def _images(images: Tensor, what: str) -> Tensor:
+    """Check ``images`` (float in [0, 1] or uint8, ``(N, C, H, W)``, N > 0); return them unchanged."""
+    if not isinstance(images, Tensor) or images.dim() != 4 or len(images) == 0:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"{what} needs a non-empty batch of images (N, C, H, W), got {shape}")
+    if images.dtype == torch.uint8:
+        return images
+    if not images.is_floating_point():
+        raise ValueError(f"{what} needs float images in [0, 1] (or uint8), got dtype {images.dtype}")
+    low, high = images.min().item(), images.max().item()
+    if low < 0 or high > 1:
+        raise ValueError(f"{what} needs float images in [0, 1] (or uint8, divided by 255 here), got values in "
+                         f"[{low:.3g}, {high:.3g}]; scale them (images.float() / 255), do not normalise them")
+    return images
+
+
+def _as_float(x: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """A batch of images on ``device`` in ``dtype``, in [0, 1] (uint8 divided by 255)."""
+    if x.dtype == torch.uint8:
+        return x.to(device=device, dtype=dtype) / 255
+    return x.to(device=device, dtype=dtype)
+
+
+def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_size: int = 32, lr: float = 1e-2,
+                      seed: int = 0, device: torch.device | str | None = None, progress: bool = True,
+                      desc: str | None = None) -> list[float]:
+    """Train ``model`` in place to reconstruct ``images``; returns the loss of every step.
+
+    images      float ``(N, C, H, W)`` in [0, 1] (uint8 is divided by 255), on any device; it is
+                moved once to the model's device and every batch is cast to the model's floating
+                dtype (:func:`mnf.metrics.model_dtype`).
+    steps       optimisation steps: mean squared error ``F.mse_loss(model(x), x)``, Adam with
+                learning rate ``lr`` and ``CosineAnnealingLR(T_max=steps)``, stepped every step.
+    batch_size  images per step.  Batches come from a fresh permutation of the N images every
+                ``N // batch_size`` steps (the rest of a permutation is left out), drawn from a CPU
+                ``torch.Generator`` seeded with ``seed``, so the order is the same on every device.
+    device      ``None``: train where the model is; else the model is moved there first.
+    progress    a ``tqdm.auto`` bar (closed at the end, also after an error); ``desc`` labels it.
+
+    The model is left in train mode (call ``model.eval()`` or use :func:`reconstruct` afterwards).
+    In smoke mode (``MNF_SMOKE=1``, :mod:`mnf.budget`) at most ``SMOKE_CAPS["steps"]`` steps run
+    (of the schedule for ``steps``); the planned and the done work go to
+    :func:`mnf.budget.record_work`, as :func:`mnf.train.fit` does.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    images = _images(images, "train_autoencoder")
+    if len(images) < batch_size:
+        raise ValueError(f"train_autoencoder: {len(images)} images are fewer than one batch of {batch_size}")
+    if device is not None:
+        model.to(device)
+    device, dtype = model_device(model), model_dtype(model)
+    data = images.to(device)
+    per_epoch = len(data) // batch_size
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    run = cap(steps, "steps")
+    losses: list[Tensor] = []
+    step_times: list[float] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=run, desc=desc, unit="step", dynamic_ncols=True)
+    model.train()
+    try:
+        last = time.perf_counter()
+        for step in range(run):
+            if step % per_epoch == 0:
+                order = torch.randperm(len(data), generator=generator)[:per_epoch * batch_size].split(batch_size)
+            x = _as_float(data[order[step % per_epoch].to(device)], device, dtype)
+            loss = F.mse_loss(model(x), x)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.detach())
+            now = time.perf_counter()
+            step_times.append(now - last)
+            last = now
+            if bar is not None:
+                bar.update()
+                if step % 10 == 0 or step == run - 1:
+                    bar.set_postfix(loss=f"{losses[-1].item():.4f}", refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    if step_times:  # the first step pays for kernel compilation
+        steady = step_times[1:] or step_times
+        record_work("train_autoencoder", planned_images=steps * batch_size, images=len(steady) * batch_size,
+                    seconds=sum(steady))
+    return torch.stack(losses).tolist() if losses else []
+
+
+def reconstruct(model: nn.Module, images: Tensor, *, batch_size: int = 500) -> Tensor:
+    """``model(images)`` in eval mode under ``no_grad``, batch by batch on the model's device; the
+    modes are restored afterwards (also after an error).
+
+    ``images``: float ``(N, C, H, W)`` in [0, 1] (uint8 is divided by 255), on any device; each
+    batch is moved to the model's device and cast to its floating dtype.  Returns the
+    reconstructions as a float32 CPU tensor of the same shape (ready for :func:`psnr` against the
+    CPU images and for plotting).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    images = _images(images, "reconstruct")
+    device, dtype = model_device(model), model_dtype(model)
+    out = []
+    with probe(model):
+        for start in range(0, len(images), batch_size):
+            out.append(model(_as_float(images[start:start + batch_size], device, dtype)).float().cpu())
+    return torch.cat(out)
+
+
+__all__ = ["AutoEncoder", "conv_autoencoder", "dense_autoencoder", "mf_autoencoder", "psnr", "reconstruct",
+           "train_autoencoder"]

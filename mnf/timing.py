@@ -1,0 +1,91 @@
+"""Wall-clock timing for the chapters: a generic median and a model's per-image latency.
+
+    median_ms(lambda: T.fwht(x))                 # median of 5 timed calls after 1 warm-up, in ms
+    latency_ms(model, x, repeats=10)             # ms per image, eval mode, no_grad, one thread
+
+Both synchronise CUDA after every timed call when it is in use (kernels run asynchronously, so
+without it a timer measures only the launch).  In smoke mode (``MNF_SMOKE=1``, :mod:`mnf.budget`)
+the number of timed calls is capped at ``SMOKE_CAPS["repeats"]``.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from mnf.budget import cap
+from mnf.metrics import as_input, eval_mode, model_device, model_dtype
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def _cuda_sync() -> None:
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _median_seconds(fn: Callable[[], Any], repeat: int, warmup: int, sync: Callable[[], None]) -> float:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(cap(repeat, "repeats")):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def median_ms(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeat`` calls, after ``warmup`` untimed
+    calls (e.g. Numba compilation).  When CUDA is initialised (``torch.cuda.is_initialized()``) the
+    current device is synchronised after the warm-up and after every timed call."""
+    _check_int("repeat", repeat, 1)
+    _check_int("warmup", warmup, 0)
+    return 1e3 * _median_seconds(fn, repeat, warmup, _cuda_sync)
+
+
+def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int, threads: int | None = 1) -> float:
+    """Median time of ``model(x)`` per image, in milliseconds: ``median / len(x)``.
+
+    ``x`` (a float batch, any device) is moved to the model's device and cast to its floating
+    dtype first (:mod:`mnf.metrics`).  One untimed warm-up call, then ``repeats`` timed ones, in
+    eval mode under ``no_grad``; on CUDA the model's device is synchronised after every call.
+    ``threads``: PyTorch's and Numba's CPU thread counts during the measurement (Numba's capped at
+    ``NUMBA_NUM_THREADS``; ``None`` leaves both as they are).  Thread counts and every submodule's
+    train/eval mode are restored afterwards, also when the model raises.
+    """
+    _check_int("repeats", repeats, 1)
+    if isinstance(threads, bool) or not (threads is None or (isinstance(threads, int) and threads >= 1)):
+        raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
+    device = model_device(model)
+    x = as_input(x, device, model_dtype(model))
+    if x.dim() == 0 or len(x) == 0:
+        raise ValueError(f"latency_ms needs a non-empty batch, got shape {tuple(x.shape)}")
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    import numba
+    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        with eval_mode(model), torch.no_grad():
+            seconds = _median_seconds(lambda: model(x), repeats, 1, sync)
+    finally:
+        torch.set_num_threads(torch_threads)
+        numba.set_num_threads(numba_threads)
+    return 1e3 * seconds / len(x)
+
+
+__all__ = ["latency_ms", "median_ms"]
