@@ -46,6 +46,12 @@ test: data
 	$(MAKE) smoke
 	MNF_BUDGET=ci $(MAKE) book
 
+# On a machine with a CUDA GPU (Colab T4, ...): the CUDA tests without the simulator, the smoke book on
+# the GPU, speed beside conv / clone, one epoch per MobileNetV2 variant; a PASS/FAIL table.
+#   make gpu-check GPU_CHECK_FLAGS=--quick
+gpu-check: data
+	$(BIN)/python tools/gpu_check.py $(GPU_CHECK_FLAGS)
+
 bench: setup
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 

@@ -236,7 +236,7 @@ def smoke(names: list[str] | None = None, timeout: int = 600) -> tuple[list[str]
                 NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                resources={"metadata": {"path": scratch}}).execute()
             except Exception as error:  # noqa: BLE001 - the failing cell's error is in the outputs
-                last = (str(error).strip().splitlines() or [""])[-1]
+                last = (re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines() or [""])[-1]
                 found.append(f"{name}: {type(error).__name__}: {last[:300]}")
             finally:
                 for k, v in old.items():

@@ -168,7 +168,7 @@ def _as_float(x: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
 
 def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_size: int = 32, lr: float = 1e-2,
                       seed: int = 0, device: torch.device | str | None = None, progress: bool = True,
-                      desc: str | None = None) -> list[float]:
+                      desc: str | None = None, seconds: float | None = None) -> list[float]:
     """Train ``model`` in place to reconstruct ``images``; returns the loss of every step.
 
     images      float ``(N, C, H, W)`` in [0, 1] (uint8 is divided by 255), on any device; it is
@@ -181,6 +181,8 @@ def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_siz
                 ``torch.Generator`` seeded with ``seed``, so the order is the same on every device.
     device      ``None``: train where the model is; else the model is moved there first.
     progress    a ``tqdm.auto`` bar (closed at the end, also after an error); ``desc`` labels it.
+    seconds     a time budget: ``steps`` becomes at most the number of steps that fit, measured by
+                a probe of a few steps on a copy of the model (printed); ``None``: ``steps`` as given.
 
     The model is left in train mode (call ``model.eval()`` or use :func:`reconstruct` afterwards).
     In smoke mode (``MNF_SMOKE=1``, :mod:`mnf.budget`) at most ``SMOKE_CAPS["steps"]`` steps run
@@ -199,6 +201,8 @@ def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_siz
     device, dtype = model_device(model), model_dtype(model)
     data = images.to(device)
     per_epoch = len(data) // batch_size
+    if seconds is not None:
+        steps = _steps_within(model, data[:batch_size], steps, seconds, lr, device, dtype)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -237,6 +241,33 @@ def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_siz
         record_work("train_autoencoder", planned_images=steps * batch_size, images=len(steady) * batch_size,
                     seconds=sum(steady))
     return torch.stack(losses).tolist() if losses else []
+
+
+def _steps_within(model: nn.Module, x: Tensor, steps: int, seconds: float, lr: float,
+                  device: torch.device, dtype: torch.dtype) -> int:
+    """Training steps of ``model`` on batches like ``x`` that fit into ``seconds`` (at most ``steps``)."""
+    import copy
+    import math
+    import statistics
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"seconds must be a positive number or None, got {seconds!r}")
+    probe = copy.deepcopy(model).train()
+    optimizer = torch.optim.Adam(probe.parameters(), lr=lr)
+    x = _as_float(x, device, dtype)
+    times = []
+    for _ in range(2 + cap(4, "steps")):
+        tic = time.perf_counter()
+        loss = F.mse_loss(probe(x), x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss.item()                       # waits for the GPU
+        times.append(time.perf_counter() - tic)
+    step_s = statistics.median(times[2:])
+    fit = max(1, min(steps, int(seconds / step_s)))
+    print(f"plan: a step of {len(x)} images takes {1e3 * step_s:.1f} ms here; {seconds:.0f} s allow "
+          f"{fit:,} steps (at most {steps:,})")
+    return fit
 
 
 def reconstruct(model: nn.Module, images: Tensor, *, batch_size: int = 500) -> Tensor:
