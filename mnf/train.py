@@ -200,7 +200,7 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     history, start, step = History(), 0, 0
     path = Path(out) / "checkpoint.pt" if out is not None else None
     if path is not None and resume and path.is_file():
-        ckpt = _read_checkpoint(path, device)
+        ckpt = _read_checkpoint(path, "cpu")   # RNG states must be CPU tensors; weights are copied to the device
         check_arch(ckpt.get("arch"), model, path)
         try:
             model.load_state_dict(ckpt["model"])

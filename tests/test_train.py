@@ -172,3 +172,16 @@ def test_every_model_variant_trains_under_mixed_precision(name, tiny_data):
     assert all(torch.isfinite(p).all() for p in model.parameters())
     moved = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert moved > len(before) // 2
+
+
+def test_resume_reads_the_checkpoint_onto_the_cpu(tmp_path, tiny_data, monkeypatch):
+    """On CUDA, a checkpoint mapped to the GPU would hand torch.set_rng_state a CUDA tensor
+    (TypeError: RNG state must be a torch.ByteTensor); fit reads it onto the CPU instead."""
+    import mnf.train
+    run(tmp_path, tiny_data, stop_after=1)
+    seen = []
+    original = mnf.train._read_checkpoint
+    monkeypatch.setattr(mnf.train, "_read_checkpoint", lambda path, device: seen.append(str(device)) or
+                        original(path, device))
+    assert len(run(tmp_path, tiny_data)) == 2
+    assert seen == ["cpu"]

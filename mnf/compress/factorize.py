@@ -126,7 +126,7 @@ def choose_rank(singular_values: Tensor, rank: int | None = None, energy: float 
         raise ValueError(f"energy must be in (0, 1], got {energy!r}")
     power = singular_values.double() ** 2
     kept = torch.cumsum(power, 0) / power.sum().clamp_min(1e-300)
-    return min(full, int(torch.searchsorted(kept, torch.tensor(energy - 1e-12, dtype=kept.dtype))) + 1)
+    return min(full, int((kept < energy - 1e-12).sum()) + 1)   # a comparison: no tensor on another device
 
 
 def svd_factors(weight: Tensor, rank: int) -> tuple[Tensor, Tensor]:
