@@ -84,8 +84,10 @@ def test_bad_arguments():
         T.block_fwht(np.ones(6), 4)
     with pytest.raises(ValueError, match="block_size must be a power of two"):
         T.block_fwht(np.ones(6), 3)
-    with pytest.raises(ValueError, match="float32 or float64"):
-        T.fwht(torch.ones(4, dtype=torch.float16))
+    with pytest.raises(ValueError, match=r"x must be a float32 or float64 tensor .*got torch.int64"):
+        T.fwht(torch.ones(4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="got torch.complex64"):
+        T.ifwht(torch.ones(4, dtype=torch.complex64))
     with pytest.raises(ValueError, match="different axes"):
         T.fwht2d(np.ones((4, 4)), dims=(0, -2))
 
@@ -169,6 +171,25 @@ def test_torch_nchw_channel_dim(memory_format, dtype):
         want = dense(x.double().numpy(), 1, order, True)
         tol = 1e-5 if dtype == torch.float32 else 1e-12
         np.testing.assert_allclose(y.double().numpy(), want, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("fn", [T.fwht, T.ifwht])
+def test_torch_half_computes_in_float32(fn, dtype):
+    """Half inputs are transformed in float32 (result float32); the gradient keeps x's dtype."""
+    x = torch.randn(2, 16, 3).to(dtype).requires_grad_()
+    for order in ORDERS:
+        y = fn(x, dim=1, order=order, normalized=order == "walsh")
+        assert y.dtype == torch.float32 and y.shape == x.shape
+        torch.testing.assert_close(y, fn(x.detach().float(), dim=1, order=order,
+                                         normalized=order == "walsh"), rtol=0, atol=0)
+        g = torch.randn_like(y)
+        (gx,) = torch.autograd.grad(y, x, g)
+        assert gx.dtype == dtype
+        want = fn(g, dim=1, order=order, normalized=order == "walsh").to(dtype)
+        torch.testing.assert_close(gx, want)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast leaves the transform alone
+        assert fn(x, dim=1).dtype == torch.float32
 
 
 def test_numpy_dtypes():

@@ -1,6 +1,7 @@
 """Adder (negative-L1) convolution: ``Y = -sum |X - F|`` over each window (Urso 2022, eq. 3.1).
 
-- :func:`adder2d` the differentiable function (dispatches to CPU or CUDA Numba kernels)
+- :func:`adder2d` the differentiable function (dispatches to CPU or CUDA Numba kernels; float16 /
+  bfloat16 arguments, e.g. under ``torch.autocast``, are computed in float32)
 - ``reference`` plain-NumPy loops (the definition), ``cpu`` Numba CPU kernels, ``cuda`` Numba CUDA kernels
 """
 from mnf.adder.function import Adder2dFunction, adder2d, output_size

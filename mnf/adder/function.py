@@ -6,10 +6,15 @@ of ``Y = -sum |X - F|`` (which are ``sign(X - F)`` for F and ``sign(F - X)`` for
 
 - filter: ``X - F`` (eq. 3.4, ``filter_grad="full"``) or ``sign(X - F)`` (eq. 3.3, ``"sign"``)
 - input:  ``HardTanh(F - X)`` (eq. 3.5-3.6)
+
+The kernels are float32/float64 only: :func:`adder2d` casts float16/bfloat16 arguments (e.g.
+under ``torch.autocast``) to float32 before ``Adder2dFunction``, which itself takes float32 or
+float64 tensors of one dtype.
 """
 import torch
 
 FILTER_GRADS = ("full", "sign")
+HALF = (torch.float16, torch.bfloat16)  # computed in float32: the kernels have no half types
 
 
 def _backend(device: torch.device):
@@ -65,14 +70,18 @@ def output_size(h: int, w: int, kernel: tuple[int, int], stride: int, padding: i
 
 def check(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int,
           filter_grad: str = "full") -> None:
-    """Raise ``ValueError`` unless the arguments describe a valid adder convolution."""
+    """Raise ``ValueError`` unless the arguments describe a valid adder convolution.
+
+    float16/bfloat16 tensors are accepted as float32 (:func:`adder2d` casts them).
+    """
     if x.dim() != 4:
         raise ValueError(f"adder2d: got input of shape {tuple(x.shape)}, expected rank 4 (N, C, H, W)")
     if weight.dim() != 4:
         raise ValueError(f"adder2d: got weight of shape {tuple(weight.shape)}, expected rank 4 (O, C/groups, kh, kw)")
-    if x.dtype not in (torch.float32, torch.float64) or weight.dtype != x.dtype:
+    cx, cw = (torch.float32 if t.dtype in HALF else t.dtype for t in (x, weight))  # compute dtypes
+    if cx not in (torch.float32, torch.float64) or cw != cx:
         raise ValueError(f"adder2d: got dtypes {x.dtype} (input) and {weight.dtype} (weight), "
-                         "expected both float32 or both float64")
+                         "expected both float32 or both float64 (float16/bfloat16 count as float32)")
     if x.device != weight.device:
         raise ValueError(f"adder2d: got input on {x.device} and weight on {weight.device}, expected one device")
     if not (isinstance(stride, int) and stride >= 1) or not (isinstance(padding, int) and padding >= 0):
@@ -97,12 +106,18 @@ def check(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, grou
                          f"weight {tuple(weight.shape)}), expected N >= 1 and O >= 1")
 
 
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is float16/bfloat16 (a differentiable cast), else ``t`` itself."""
+    return t.float() if t.dtype in HALF else t
+
+
 def adder2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0, groups: int = 1,
             filter_grad: str = "full") -> torch.Tensor:
     """Adder convolution (Urso 2022, eq. 3.1); differentiable with AdderNet's surrogate gradients.
 
     ``x`` (N, C, H, W) and ``weight`` (O, C/groups, kh, kw), float32 or float64, on one device
-    (cpu or cuda). Returns ``Y`` (N, O, OH, OW), ``OH = (H + 2*padding - kh) // stride + 1``::
+    (cpu or cuda). Returns ``Y`` (N, O, OH, OW) in that dtype,
+    ``OH = (H + 2*padding - kh) // stride + 1``::
 
         Y[n, o, y, x] = -sum_{c in group(o), i, j} |Xp[n, c, y*stride + i, x*stride + j] - F[o, c, i, j]|
 
@@ -111,6 +126,12 @@ def adder2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int
     ``groups == C`` gives a depthwise adder layer, ``kh == kw == 1`` a pointwise one.
     ``filter_grad`` picks the filter gradient: ``"full"`` (``X - F``, eq. 3.4) or ``"sign"``
     (``sign(X - F)``, eq. 3.3); the input gradient is always ``HardTanh(F - X)`` (eq. 3.5-3.6).
+
+    Mixed precision: under autocast / with float16 or bfloat16 inputs (either argument) the
+    half-precision tensors are cast to float32 first, so it computes in float32 and returns
+    float32; gradients flow back through the cast and reach each argument in its own dtype.
+    Other dtypes (e.g. integers), or float32 with float64, raise ``ValueError``.
     """
     check(x, weight, stride, padding, groups, filter_grad)
+    x, weight = upcast(x), upcast(weight)  # the kernels are float32 / float64 only
     return Adder2dFunction.apply(x, weight, stride, padding, groups, filter_grad)

@@ -22,6 +22,11 @@ class Adder2d(nn.Module):
     keep the outputs of different filters distinguishable. Follow the layer with batch norm: its
     outputs are always <= 0 and of size about ``C/groups * k * k``.
     ``filter_grad``: ``"full"`` (X - F, eq. 3.4) or ``"sign"`` (sign(X - F), eq. 3.3).
+
+    Dtypes: float32 or float64 input and weight of one dtype (the Numba kernels have no others).
+    Under autocast / with float16 or bfloat16 inputs the layer computes in float32 and returns
+    float32 (a half-precision weight, e.g. after ``.bfloat16()``, is cast too); gradients flow
+    back through the cast, so ``x.grad`` has ``x``'s dtype. Other dtypes raise ``ValueError``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,

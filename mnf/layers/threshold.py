@@ -124,7 +124,11 @@ class Threshold(nn.Module):
     gradient never dies at a clamp (``d|θ|/dθ = sign(θ)``; start ``θ`` away from 0, where torch
     takes that derivative as 0). ``scale`` (if any) has shape ``S``.
 
-    Shapes: input ``(..., *S)`` float; output the same shape, dtype and device.
+    Shapes: input ``(..., *S)`` float; output the same shape and device, and the dtype of torch's
+    type promotion of the input with the parameters (the input's for float32/float64 inputs of
+    a float32 module). Under autocast / with float16 or bfloat16 inputs the module computes in
+    float32 and returns float32, like the WHT layers it serves (gradients reach the input in
+    its own dtype).
     """
 
     def __init__(self, shape: int | Sequence[int], kind: str = "soft", init: float | Tensor = 0.1,
@@ -152,6 +156,8 @@ class Threshold(nn.Module):
         if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.shape:
             raise ValueError(f"Threshold expects input of shape (..., {', '.join(map(str, self.shape))}), "
                              f"got {tuple(x.shape)}")
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
         y = threshold(x, self.thresholds(), self.kind)
         if self.keep_dc:
             flat = (*x.shape[:x.ndim - k], math.prod(self.shape))

@@ -32,14 +32,25 @@ from mnf.transforms import block_fwht, block_ifwht, fwht2d, ifwht2d, next_power_
 from mnf.transforms.orderings import check_order, check_size, permutation
 
 
-def _check_input(x: Tensor, channels: int, name: str, spatial: tuple[int, int] | None = None) -> None:
-    """ValueError unless ``x`` is a float32/64 ``(N, channels, H, W)`` tensor (``(H, W)`` if given)."""
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _check_input(x: Tensor, channels: int, name: str, spatial: tuple[int, int] | None = None) -> Tensor:
+    """``x`` as the layer computes it: float32/64 ``(N, channels, H, W)`` (``(H, W)`` if given).
+
+    float16/bfloat16 inputs (autocast) are cast to float32, a differentiable cast, so their
+    gradient comes back in their own dtype; other shapes and dtypes raise ``ValueError``.
+    """
     hw = "H, W" if spatial is None else f"{spatial[0]}, {spatial[1]}"
     ok = x.ndim == 4 and x.shape[1] == channels and (spatial is None or tuple(x.shape[2:]) == spatial)
     if not ok:
         raise ValueError(f"{name} expects input of shape (N, {channels}, {hw}), got {tuple(x.shape)}")
+    if x.dtype in HALF:
+        return x.float()
     if x.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"{name} expects a float32 or float64 input, got {x.dtype}")
+        raise ValueError(f"{name} expects a float32 or float64 input (float16/bfloat16 are "
+                         f"computed in float32), got {x.dtype}")
+    return x
 
 
 def _natural_index(n: int, b: int, order: str) -> Tensor:
@@ -163,6 +174,11 @@ class WHTPointwise(nn.Module):
     Parameters: ``threshold`` ``θ`` (``(n,)``, or ``(n − n/b,)`` with ``keep_dc``; the threshold
     used is ``|θ|``) and ``scale`` (``(n,)``) if requested. Multiplications: none in the
     transforms (±1 entries) or the ``1/b`` (a shift); ``scale`` and ``"smooth"`` add some.
+
+    Dtypes: the layer computes in its input's dtype, float32 or float64 (the parameters are cast
+    to it). Under autocast / with float16 or bfloat16 inputs the layer computes in float32 and
+    returns float32; gradients flow back through the cast, so ``x.grad`` has ``x``'s dtype.
+    Other dtypes raise ``ValueError``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *,
@@ -201,7 +217,7 @@ class WHTPointwise(nn.Module):
         return t
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.in_channels, "WHTPointwise")
+        x = _check_input(x, self.in_channels, "WHTPointwise")
         if self.stride > 1:
             x = x[:, :, ::self.stride, ::self.stride]
         if self.expand == "repeat" and self.out_channels > self.in_channels:
@@ -269,6 +285,9 @@ class WHTSpatial(nn.Module):
     ``(Hp, Wp)`` (``Hp·Wp − 1`` thresholds with ``keep_dc``, ``Hp·Wp`` scales with ``scale``).
     Multiplications: ``Hp · Wp`` per image with ``scale`` (none in the transforms; the inverse's
     ``1 / (Hp · Wp)`` is a shift).
+
+    Dtypes: as :class:`WHTPointwise`: float32 or float64 input; under autocast / with float16
+    or bfloat16 inputs the layer computes in float32 and returns float32.
     """
 
     def __init__(self, channels: int, height: int, width: int, *, threshold: str = "soft",
@@ -287,7 +306,7 @@ class WHTSpatial(nn.Module):
         self.register_buffer("natural_cols", cols, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.channels, "WHTSpatial", (self.height, self.width))
+        x = _check_input(x, self.channels, "WHTSpatial", (self.height, self.width))
         hp, wp = self.padded
         if x.device.type == "cpu" and self.fused:
             def natural(v: Tensor) -> Tensor:

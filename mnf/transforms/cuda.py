@@ -13,8 +13,10 @@ order, ``perm`` int64 of length ``n``; the identity for the natural order).
 
 Coalescing is best when the transform axis is contiguous (``inner == 1``); strided rows work but
 read with stride ``inner``. ``fwht_cuda`` accepts Numba device arrays (``cuda.to_device``, the
-simulator tests) and anything ``cuda.as_cuda_array`` accepts; ``launch_torch`` is the torch
-entry used by ``fwht.py``. Kernels compile lazily: importing this module needs no GPU.
+simulator tests) and anything ``cuda.as_cuda_array`` accepts. ``transform`` is the dispatch
+``fwht.py`` uses (ordering indices cached per ``(n, order, device)``, then ``fwht_cuda``), plain
+Python that also runs under the simulator; ``launch_torch`` only bridges torch tensors and
+torch's current stream into it. Kernels compile lazily: importing this module needs no GPU.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import math
 
 import numpy as np
 from numba import cuda, float32, float64
+
+from mnf.transforms.fwht import _perm
 
 SHARED_MAX = {np.dtype(np.float32): 4096, np.dtype(np.float64): 2048}  # 16 KB per block
 THREADS = 256
@@ -164,14 +168,47 @@ def fwht_cuda(x, out, perm, scale: float, stream=0, shared_max: int | None = Non
 _perm_cache: dict = {}
 
 
-def launch_torch(x3, out3, perm: np.ndarray, scale: float) -> None:
-    """``fwht.py``'s CUDA path: ``fwht_cuda`` on torch tensors, on torch's current stream."""
+def device_perm(n: int, order: str, device, to_device):
+    """The int64 gather indices of ``order`` at length ``n`` on ``device``, copied there once.
+
+    Derived from ``fwht._perm(n, order)`` (what the CPU path uses; the natural order's empty
+    array becomes ``arange(n)``) and cached per ``(n, order, device)``: the ordering is part of
+    the key, since e.g. Walsh and dyadic indices of the same ``n`` have the same size.
+    ``to_device(host_array)`` makes the device copy (``cuda.to_device`` for Numba device arrays,
+    ``torch.as_tensor(..., device=...)`` in :func:`launch_torch`); ``device`` is any hashable
+    naming where it lives.
+    """
+    key = (n, order, device)
+    p = _perm_cache.get(key)
+    if p is None:
+        host = _perm(n, order)
+        p = _perm_cache[key] = to_device(host if host.size else np.arange(n, dtype=np.int64))
+    return p
+
+
+def transform(x, out, order: str, scale: float, stream=0, device=None, to_device=None) -> None:
+    """``out = scale * (H @ x)[perm]`` along axis 1 of ``(outer, n, inner)`` device arrays.
+
+    The device-side dispatch of ``fwht``, plain Python down to the kernel launches (so it runs
+    under Numba's simulator): the ordering's device indices from :func:`device_perm`, then
+    :func:`fwht_cuda` on ``stream``. ``x``, ``out``: Numba device arrays or CUDA-array-interface
+    objects (float32/float64, same shape); ``order``: ``"hadamard" | "walsh" | "dyadic"``;
+    ``device``, ``to_device``: the permutation cache's device key and copy function (default:
+    ``None`` and ``cuda.to_device``, Numba's current device).
+    """
+    perm = device_perm(x.shape[1], order, device, cuda.to_device if to_device is None else to_device)
+    fwht_cuda(x, out, perm, scale, stream)
+
+
+def launch_torch(x3, out3, order: str, scale: float) -> None:
+    """``fwht.py``'s CUDA path: :func:`transform` on torch tensors, on torch's current stream.
+
+    The only torch-specific part: the Numba views (``cuda.as_cuda_array``, no copies), the
+    external stream wrapping torch's current stream, and the permutation allocated by torch on
+    ``x3``'s device.
+    """
     import torch
 
-    n = x3.shape[1]
-    key = (n, perm.size, x3.device)
-    if key not in _perm_cache:
-        p = perm if perm.size else np.arange(n, dtype=np.int64)
-        _perm_cache[key] = torch.as_tensor(p, device=x3.device)
     stream = cuda.external_stream(torch.cuda.current_stream(x3.device).cuda_stream)
-    fwht_cuda(x3, out3, _perm_cache[key], scale, stream)
+    transform(cuda.as_cuda_array(x3), cuda.as_cuda_array(out3), order, scale, stream, x3.device,
+              lambda p: torch.as_tensor(p, device=x3.device))

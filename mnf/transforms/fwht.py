@@ -1,18 +1,22 @@
 """The one dispatch point for the fast Walsh-Hadamard transform (NumPy arrays and torch tensors).
 
-Every public function reduces to ``_transform(x, dim, perm, scale)``: along axis ``dim`` compute
-``scale * (H @ x)[perm]`` (``H`` natural order). The array is viewed, without copying when its
-strides allow, as ``(outer, n, inner)`` with ``inner`` the axes laid out faster than ``dim``, and
-the kernel is picked by device and size:
+Every public function reduces to ``_apply(x, dim, order, scale)``: along axis ``dim`` compute
+``scale * (H @ x)[perm]`` (``H`` natural order, ``perm = _perm(n, order)``). The array is viewed,
+without copying when its strides allow, as ``(outer, n, inner)`` with ``inner`` the axes laid out
+faster than ``dim``, and the kernel is picked by device and size:
 
 - NumPy / torch CPU: ``cpu.fwht_rows`` (``inner == 1``) or ``cpu.fwht_cols`` (vectorised across
   ``inner``, e.g. the channel axis of NCHW), single-threaded below ``cpu.PARALLEL_MIN_SIZE``
   elements where starting threads costs more than the work.
-- torch CUDA: ``cuda.fwht_cuda`` on torch's current stream (imported only then).
+- torch CUDA: ``cuda.launch_torch`` (imported only then): the ordering's device copy of
+  ``_perm(n, order)`` (cached per ``(n, order, device)``) and ``cuda.fwht_cuda`` on torch's
+  current stream.
 
 The output is a new array laid out like the input (NCHW stays NCHW, channels_last stays
 channels_last); torch gradients go through ``_WHT``, whose backward is the same transform because
-every ``M`` here is symmetric.
+every ``M`` here is symmetric. The kernels are float32/float64 only: float16/bfloat16 tensors
+(e.g. under ``torch.autocast``) are cast to float32 before ``_WHT``, so they are transformed and
+returned in float32, and their gradients flow back through the cast in their own dtype.
 """
 from __future__ import annotations
 
@@ -27,11 +31,16 @@ from mnf.transforms import cpu
 from mnf.transforms.orderings import check_order, check_size, next_power_of_two, permutation
 
 Array = "np.ndarray | torch.Tensor"
+HALF = (torch.float16, torch.bfloat16)  # computed in float32: the kernels have no half types
 
 
 @lru_cache(maxsize=64)
 def _perm(n: int, order: str) -> np.ndarray:
-    """int64 gather indices for ``order``, empty for the natural order (the kernels' identity)."""
+    """int64 gather indices for ``order``, empty for the natural order (the kernels' identity).
+
+    The one source of the orderings for every path: the CPU kernels take it as is, the CUDA
+    path (``cuda.device_perm``) copies it to the device once per ``(n, order, device)``.
+    """
     return np.empty(0, np.int64) if order == "hadamard" else permutation(n, order)
 
 
@@ -97,26 +106,30 @@ def _transform_numpy(x: np.ndarray, dim: int, perm: np.ndarray, scale: float) ->
     return out3.reshape(shape).transpose(np.argsort(axes))
 
 
-def _transform_torch(x: torch.Tensor, dim: int, perm: np.ndarray, scale: float) -> torch.Tensor:
+def _transform_torch(x: torch.Tensor, dim: int, order: str, scale: float) -> torch.Tensor:
     if x.device.type not in ("cpu", "cuda"):
         raise ValueError(f"x must be on a cpu or cuda device, got {x.device}")
     x3, shape, axes = _as3d(x.detach(), dim)
     out3 = torch.empty(x3.shape, dtype=x.dtype, device=x.device)
     if x.device.type == "cuda":
         from mnf.transforms import cuda  # numba.cuda only once a GPU tensor shows up
-        cuda.launch_torch(x3, out3, perm, scale)
+        cuda.launch_torch(x3, out3, order, scale)
     else:
+        perm = _perm(x3.shape[1], order)
         _kernel_cpu(x3.resolve_conj().resolve_neg().numpy(), out3.numpy(), perm, scale)
     return out3.view(shape).permute(np.argsort(axes).tolist())
 
 
 class _WHT(torch.autograd.Function):
-    """``y = scale * (H @ x)[perm]`` along ``dim``; its matrix is symmetric, so dx = same(dy)."""
+    """``y = scale * (H @ x)[perm]`` along ``dim``; its matrix is symmetric, so dx = same(dy).
+
+    ``x`` float32/float64 (``_prepare`` upcasts half types); ``perm = _perm(n, order)``.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, dim: int, perm: np.ndarray, scale: float) -> torch.Tensor:
-        ctx.args = (dim, perm, scale)
-        return _transform_torch(x, dim, perm, scale)
+    def forward(ctx, x: torch.Tensor, dim: int, order: str, scale: float) -> torch.Tensor:
+        ctx.args = (dim, order, scale)
+        return _transform_torch(x, dim, order, scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -127,10 +140,11 @@ def _prepare(x, dim: int, order: str, pad: bool):
     """Validate, cast and pad; returns (x, dim, n) with ``x.shape[dim] == n`` a power of two."""
     check_order(order)
     if isinstance(x, torch.Tensor):
-        if x.dtype in (torch.float16, torch.bfloat16):
-            raise ValueError(f"x must be float32 or float64, got {x.dtype} (cast with .float())")
-        if not x.dtype.is_floating_point:
-            raise ValueError(f"x must be a float32 or float64 tensor, got {x.dtype}")
+        if x.dtype in HALF:
+            x = x.float()  # differentiable: the gradient goes back to x's dtype
+        elif x.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"x must be a float32 or float64 tensor (float16/bfloat16 are "
+                             f"computed in float32), got {x.dtype}")
     else:
         x = np.asarray(x)
         if x.dtype.kind == "c":
@@ -153,10 +167,9 @@ def _prepare(x, dim: int, order: str, pad: bool):
 
 
 def _apply(x, dim: int, order: str, scale: float):
-    perm = _perm(x.shape[dim], order)
     if isinstance(x, torch.Tensor):
-        return _WHT.apply(x, dim, perm, scale)
-    return _transform_numpy(x, dim, perm, scale)
+        return _WHT.apply(x, dim, order, scale)
+    return _transform_numpy(x, dim, _perm(x.shape[dim], order), scale)
 
 
 def fwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = False,
@@ -170,8 +183,10 @@ def fwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = Fa
 
     Args:
         x: NumPy array or torch tensor of any shape ``(..., n, ...)``; any strides.
-            torch: float32/float64 on cpu or cuda, differentiable. NumPy: float32/float64 kept,
-            other real dtypes computed in float64.
+            torch: float32/float64 on cpu or cuda, differentiable; float16/bfloat16 (e.g. under
+            ``torch.autocast``) are computed in float32 and return float32 (the gradient reaches
+            ``x`` in its own dtype); other dtypes raise ``ValueError``. NumPy: float32/float64
+            kept, other real dtypes computed in float64.
         dim: the axis to transform (negative counts from the end).
         order: ``"hadamard"`` (natural), ``"walsh"`` (sequency) or ``"dyadic"`` (Paley).
         normalized: scale by ``1/sqrt(n)`` (orthonormal; then ``fwht`` is its own inverse).
@@ -179,8 +194,8 @@ def fwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = Fa
             the padded length); without it such an ``n`` raises ``ValueError``.
 
     Returns:
-        Same type, dtype and device as ``x``; shape of ``x`` (padded along ``dim``), laid out
-        like ``x`` (e.g. channels_last is kept).
+        Same type, dtype and device as ``x`` (float32 for a float16/bfloat16 tensor); shape of
+        ``x`` (padded along ``dim``), laid out like ``x`` (e.g. channels_last is kept).
     """
     x, dim, n = _prepare(x, dim, order, pad)
     return _apply(x, dim, order, 1.0 / math.sqrt(n) if normalized else 1.0)
@@ -191,7 +206,8 @@ def ifwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = F
     """Inverse of ``fwht`` with the same arguments: ``ifwht(fwht(x, ...), ...) == x``.
 
     Dense equivalent: ``x @ inv(M).T`` along ``dim`` with ``inv(M) = M / n`` (unnormalized) or
-    ``M`` (normalized), since ``M @ M == n * I``. Same arguments, shapes and dtypes as ``fwht``.
+    ``M`` (normalized), since ``M @ M == n * I``. Same arguments, shapes and dtypes as ``fwht``
+    (float16/bfloat16 tensors are computed in float32 and return float32).
     """
     x, dim, n = _prepare(x, dim, order, pad)
     return _apply(x, dim, order, 1.0 / math.sqrt(n) if normalized else 1.0 / n)
