@@ -47,8 +47,9 @@ def test_smoke_caps_fit_and_logs_the_skipped_work(monkeypatch, tmp_path):
     assert len(history) == SMOKE_CAPS["epochs"]           # 2 epochs, not 7
     work = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(work) == 1
-    # 7 epochs of 10 steps of 20 images were asked for; 2 x 2 steps ran, the first one not timed
-    assert work[0]["planned_images"] == pytest.approx(7 * 10 * 20 + 50 / 3)
+    # 7 epochs of 10 steps of 20 images and 7 evaluations of 50 images (a third of a training
+    # image each) were asked for; 2 x 2 steps ran, the first one not timed
+    assert work[0]["planned_images"] == pytest.approx(7 * 10 * 20 + 7 * 50 / 3)
     assert work[0]["images"] == 3 * 20 and work[0]["seconds"] > 0
     monkeypatch.delenv("MNF_SMOKE")
     assert len(fit(resnet20(blocks=1), data(), epochs=3, batch_size=100, progress=False)) == 3

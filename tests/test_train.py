@@ -165,7 +165,7 @@ def test_every_model_variant_trains_under_mixed_precision(name, tiny_data):
     if "resnet" in kw:
         model = resnet20(blocks=1, layer=kw["resnet"])
     else:
-        model = mobilenet_v2(layout="imagenet", width=0.25, blocks=(1,) * 7, **kw)
+        model = mobilenet_v2(layout="imagenet", width=0.25, blocks=(1,) * 7, input_size=32, **kw)
     before = [p.detach().clone() for p in model.parameters()]
     history = fit(model, tiny_data, epochs=1, batch_size=50, amp=True, progress=False)
     assert math.isfinite(history["train_loss"][0]) and math.isfinite(history["test_acc"][0])

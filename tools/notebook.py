@@ -167,6 +167,24 @@ def recorded_times(budget: str, build_dir: Path = ROOT / "_build") -> dict[str, 
             if by_uri.get(c.resolve()) is not None}
 
 
+def overruns(budget: str, factor: float = 1.5) -> list[str]:
+    """Chapters whose execution in the last build took over ``factor`` times their recorded time:
+    reported, never a failure (a busy or slower machine is not a broken chapter)."""
+    path = ROOT / "mnf" / "chapter_times.json"
+    recorded = json.loads(path.read_text()).get(budget, {}) if path.is_file() else {}
+    try:
+        now = recorded_times(budget)
+    except Exception:  # noqa: BLE001 - no cache yet: nothing to compare
+        return []
+    lines = []
+    for name, seconds in now.items():
+        expected = recorded.get("chapters", {}).get(name)
+        if expected and seconds > factor * expected:
+            lines.append(f"note: {name} took {seconds:.0f} s at budget {budget!r}, {seconds / expected:.1f}x the "
+                         f"{expected:.0f} s recorded on {recorded['machine']} ({recorded['date']}): a slower or busier machine")
+    return lines
+
+
 def machine() -> str:
     import platform
 
@@ -317,6 +335,8 @@ def main(argv: list[str]) -> int:
         budget = resolved_budget()
         found = build_problems(budget=budget)
         print("\n".join(found) or f"{len(chapters())} chapters executed at budget {budget!r} without warnings")
+        for line in overruns(budget):
+            print(line)
         return 1 if found else 0
     if argv[:1] == ["build"]:
         return build(resolved_budget())
