@@ -31,7 +31,7 @@ T = TypeVar("T")
 #: What a smoke run keeps of each kind of work (upper bounds; smaller requests are kept as they are).
 SMOKE_CAPS = {
     "epochs": 2,            # fit: epochs of this call
-    "steps_per_epoch": 2,   # fit: optimisation steps per epoch
+    "steps_per_epoch": 1,   # fit: optimisation steps per epoch (the second epoch's step is timed)
     "train_per_class": 30,  # load_cifar10 / stratified_subset: training images per class
     "test_per_class": 20,   # load_cifar10 / stratified_subset: test images per class
     "iterations": 3,        # loops a chapter writes itself: mnf.iterations(n)
@@ -83,6 +83,21 @@ def iterations(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"iterations: got n={n!r}, expected an int >= 0")
     return cap(n, "iterations")
+
+
+_FULL_SIZE: dict[tuple[int, int], int] = {}
+
+
+def note_full_size(tensor, full: int) -> None:
+    """In smoke mode, remember that ``tensor`` stands for ``full`` items of a full run (so that
+    :func:`full_size` can size the estimate of the work a capped call skipped)."""
+    if smoke():
+        _FULL_SIZE[(tensor.data_ptr(), len(tensor))] = int(full)
+
+
+def full_size(tensor) -> int:
+    """The number of items ``tensor`` stands for in a full run: ``len(tensor)`` outside smoke mode."""
+    return _FULL_SIZE.get((tensor.data_ptr(), len(tensor)), len(tensor))
 
 
 def device():

@@ -117,9 +117,19 @@ def load_cifar10(root: str | os.PathLike | None = None, download: bool | None = 
     full = _load_full(root, download)
     if not smoke():
         return full
-    train = stratified_subset(full.train_images, full.train_labels, SMOKE_CAPS["train_per_class"], seed=0)
-    test = stratified_subset(full.test_images, full.test_labels, SMOKE_CAPS["test_per_class"], seed=0)
+    from mnf.budget import note_full_size
+    train = _first_per_class(full.train_images, full.train_labels, SMOKE_CAPS["train_per_class"])
+    test = _first_per_class(full.test_images, full.test_labels, SMOKE_CAPS["test_per_class"])
+    for small, big in ((train, full.train_images), (test, full.test_images)):
+        for t in small:
+            note_full_size(t, len(big))
     return CIFAR10(*train, *test, full.classes)
+
+
+def _first_per_class(images: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``k`` images of every class, in file order (so the first image stays first)."""
+    keep = torch.cat([torch.nonzero(labels == c).flatten()[:k] for c in labels.unique().tolist()]).sort().values
+    return images[keep], labels[keep]
 
 
 def _load_full(root: str | os.PathLike | None, download: bool | None) -> CIFAR10:
@@ -220,9 +230,10 @@ def stratified_subset(images: torch.Tensor, labels: torch.Tensor, per_class: int
     In smoke mode (``MNF_SMOKE=1``) ``per_class`` is cut to what the smallest class has, so a
     chapter's full-size request works on the smoke run's small data set.
     """
-    from mnf.budget import smoke
+    from mnf.budget import note_full_size, smoke
 
     generator = torch.Generator().manual_seed(seed)
+    asked = per_class
     if smoke() and len(labels):
         per_class = min(per_class, int(torch.bincount(labels).min()))
     picks = []
@@ -233,7 +244,10 @@ def stratified_subset(images: torch.Tensor, labels: torch.Tensor, per_class: int
         picks.append(where[torch.randperm(len(where), generator=generator)[:per_class]])
     index = torch.cat(picks)
     index = index[torch.randperm(len(index), generator=generator)]
-    return images[index], labels[index]
+    images, labels = images[index], labels[index]
+    for t in (images, labels):
+        note_full_size(t, asked * len(picks))
+    return images, labels
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from mnf.budget import cap, record_work
+from mnf.budget import cap, full_size, record_work
 from mnf.metrics import Evaluation, evaluate, model_device, plot_confusion, plot_history
 
 SCHEDULES = ("cosine", "sgdr", "constant")
@@ -307,7 +307,8 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     if step_times:  # the first step of a call pays for kernel compilation and oneDNN's set-up
         steady = step_times[1:] or step_times
         evals = sum(1 for e in range(start, start + planned_epochs) if (e + 1) % eval_every == 0 or e + 1 == epochs)
-        record_work("fit", planned_images=planned_epochs * steps_per_epoch * batch_size + evals * len(test_x) / 3,
+        full_steps = max(full_size(train_x) // batch_size, 1) if drop_last else 1
+        record_work("fit", planned_images=planned_epochs * full_steps * batch_size + evals * full_size(test_x) / 3,
                     images=len(steady) * batch_size, seconds=sum(steady))
     return history
 

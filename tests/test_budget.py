@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mnf
-from mnf.budget import SMOKE_CAPS, cap, chapter, iterations, pick, record_work, smoke
+from mnf.budget import SMOKE_CAPS, cap, chapter, full_size, iterations, pick, record_work, smoke
 from mnf.data import stratified_subset
 from mnf.models import resnet20
 from mnf.train import amp_dtype_for, fit, plan_epochs
@@ -48,11 +48,26 @@ def test_smoke_caps_fit_and_logs_the_skipped_work(monkeypatch, tmp_path):
     work = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(work) == 1
     # 7 epochs of 10 steps of 20 images and 7 evaluations of 50 images (a third of a training
-    # image each) were asked for; 2 x 2 steps ran, the first one not timed
+    # image each) were asked for; 2 epochs of 1 step ran, the first step not timed
     assert work[0]["planned_images"] == pytest.approx(7 * 10 * 20 + 7 * 50 / 3)
-    assert work[0]["images"] == 3 * 20 and work[0]["seconds"] > 0
+    ran = SMOKE_CAPS["epochs"] * SMOKE_CAPS["steps_per_epoch"]
+    assert work[0]["images"] == (ran - 1) * 20 and work[0]["seconds"] > 0
     monkeypatch.delenv("MNF_SMOKE")
     assert len(fit(resnet20(blocks=1), data(), epochs=3, batch_size=100, progress=False)) == 3
+
+
+def test_smoke_estimates_count_the_full_data_set(monkeypatch, tmp_path):
+    """A chapter asks for 40 images per class; the smoke run trains on the 20 it has, and logs the
+    work of 40 per class."""
+    log = tmp_path / "work.jsonl"
+    monkeypatch.setenv("MNF_SMOKE", "1")
+    monkeypatch.setenv("MNF_WORK_LOG", str(log))
+    images, labels, test_x, test_y = data()
+    train = stratified_subset(images, labels, 40)
+    assert len(train[0]) == 200 and full_size(train[0]) == 400
+    fit(resnet20(blocks=1), (*train, test_x, test_y), epochs=3, batch_size=50, progress=False)
+    work = json.loads(log.read_text())
+    assert work["planned_images"] == pytest.approx(3 * (400 // 50) * 50 + 3 * 50 / 3)
 
 
 def test_smoke_subsets_fit_the_small_data(monkeypatch):

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnf.budget import cap, record_work
+from mnf.budget import cap, full_size, record_work
 from mnf.metrics import model_device, model_dtype, probe
 
 LAYERS = ("adder", "wht")
@@ -166,7 +166,8 @@ def _as_float(x: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
     return x.to(device=device, dtype=dtype)
 
 
-def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_size: int = 32, lr: float = 1e-2,
+def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int | None = None, epochs: int | None = None,
+                      batch_size: int = 32, lr: float = 1e-2,
                       seed: int = 0, device: torch.device | str | None = None, progress: bool = True,
                       desc: str | None = None, seconds: float | None = None) -> list[float]:
     """Train ``model`` in place to reconstruct ``images``; returns the loss of every step.
@@ -176,6 +177,7 @@ def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_siz
                 dtype (:func:`mnf.metrics.model_dtype`).
     steps       optimisation steps: mean squared error ``F.mse_loss(model(x), x)``, Adam with
                 learning rate ``lr`` and ``CosineAnnealingLR(T_max=steps)``, stepped every step.
+    epochs      instead of ``steps``: ``epochs * (N // batch_size)`` steps (give exactly one).
     batch_size  images per step.  Batches come from a fresh permutation of the N images every
                 ``N // batch_size`` steps (the rest of a permutation is left out), drawn from a CPU
                 ``torch.Generator`` seeded with ``seed``, so the order is the same on every device.
@@ -189,11 +191,16 @@ def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_siz
     (of the schedule for ``steps``); the planned and the done work go to
     :func:`mnf.budget.record_work`, as :func:`mnf.train.fit` does.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if (steps is None) == (epochs is None):
+        raise ValueError(f"give exactly one of steps and epochs, got steps={steps!r}, epochs={epochs!r}")
+    for name, value in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     images = _images(images, "train_autoencoder")
+    planned = steps       # the steps of a full run (smoke runs train on a subset of the images)
+    if epochs is not None:
+        steps = epochs * (len(images) // batch_size)
+        planned = epochs * (full_size(images) // batch_size)
     if len(images) < batch_size:
         raise ValueError(f"train_autoencoder: {len(images)} images are fewer than one batch of {batch_size}")
     if device is not None:
@@ -203,6 +210,7 @@ def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_siz
     per_epoch = len(data) // batch_size
     if seconds is not None:
         steps = _steps_within(model, data[:batch_size], steps, seconds, lr, device, dtype)
+        planned = min(planned, steps)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -238,7 +246,7 @@ def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int, batch_siz
             bar.close()
     if step_times:  # the first step pays for kernel compilation
         steady = step_times[1:] or step_times
-        record_work("train_autoencoder", planned_images=steps * batch_size, images=len(steady) * batch_size,
+        record_work("train_autoencoder", planned_images=planned * batch_size, images=len(steady) * batch_size,
                     seconds=sum(steady))
     return torch.stack(losses).tolist() if losses else []
 
