@@ -33,7 +33,8 @@ SMOKE_CAPS = {
     "epochs": 2,            # fit: epochs of this call
     "steps_per_epoch": 1,   # fit: optimisation steps per epoch (the second epoch's step is timed)
     "train_per_class": 30,  # load_cifar10 / stratified_subset: training images per class
-    "test_per_class": 20,   # load_cifar10 / stratified_subset: test images per class
+    "test_per_class": 10,   # load_cifar10 / stratified_subset: test images per class
+    "batch_size": 32,       # fit: images per step
     "iterations": 3,        # loops a chapter writes itself: mnf.iterations(n)
     "steps": 3,             # other training loops (autoencoders, probes)
     "repeats": 2,           # timing repeats

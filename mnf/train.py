@@ -227,6 +227,7 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     planned_epochs = max(stop - start, 0)
     stop = start + cap(planned_epochs, "epochs")
     steps_cap = cap(steps_per_epoch, "steps_per_epoch")
+    planned_batch, batch_size = batch_size, cap(batch_size, "batch_size")   # smoke steps are small
     step_times: list[float] = []
     bar = None
     if progress and rank == 0 and stop > start:
@@ -307,8 +308,8 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     if step_times:  # the first step of a call pays for kernel compilation and oneDNN's set-up
         steady = step_times[1:] or step_times
         evals = sum(1 for e in range(start, start + planned_epochs) if (e + 1) % eval_every == 0 or e + 1 == epochs)
-        full_steps = max(full_size(train_x) // batch_size, 1) if drop_last else 1
-        record_work("fit", planned_images=planned_epochs * full_steps * batch_size + evals * full_size(test_x) / 3,
+        full_steps = max(full_size(train_x) // planned_batch, 1) if drop_last else 1
+        record_work("fit", planned_images=planned_epochs * full_steps * planned_batch + evals * full_size(test_x) / 3,
                     images=len(steady) * batch_size, seconds=sum(steady))
     return history
 
