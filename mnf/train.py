@@ -314,31 +314,44 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     return history
 
 
-def plan_epochs(model: nn.Module, data: Any, *, seconds: float | None, max_epochs: int, batch_size: int = 128,
-                channels_last: bool = False, amp: bool | None = None, device: torch.device | str | None = None,
-                probe_steps: int = 6, verbose: bool = True, **_: Any) -> int:
-    """Whole epochs of :func:`fit` that fit into ``seconds`` on this machine, at most ``max_epochs``.
+@dataclass
+class Plan:
+    """What :func:`plan_training` chose: ``epochs`` of :func:`fit` on ``data`` (the given data, or a
+    stratified subset of its training images when not even one epoch of all of them fits)."""
+
+    epochs: int
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    reason: str
+
+
+def plan_training(model: nn.Module, data: Any, *, seconds: float | None, max_epochs: int,
+                  batch_size: int = 128, channels_last: bool = False, amp: bool | None = None,
+                  device: torch.device | str | None = None, probe_steps: int = 6, verbose: bool = True,
+                  **_: Any) -> Plan:
+    """How much :func:`fit` training fits into ``seconds`` on this machine: a :class:`Plan`.
 
     Budgets are measured in time, not epochs: machines of one kind differ several-fold in speed
-    (and a busy laptop is slower still), so a chapter asks how many epochs fit rather than
-    fixing the number.  A short probe (a copy of ``model``, ``2 + probe_steps`` forward /
-    backward / SGD steps on augmented batches of ``batch_size``, the median step time) gives the
-    cost of an epoch of ``data``'s training images plus one evaluation of its test images (a third
-    of a training step per image).  ``seconds=None`` returns ``max_epochs`` without probing (the
-    ``ci`` and ``gpu`` budgets size their work in epochs).  Never less than 1; prints the choice and
-    why when ``verbose``.  Extra keyword arguments (the rest of a recipe) are ignored.
+    (and a busy laptop is slower still), so a chapter asks what fits rather than fixing epochs.
+    A short probe (a copy of ``model``, ``2 + probe_steps`` forward / backward / SGD steps on
+    augmented batches of ``batch_size``; the median step) gives the cost of an epoch of ``data``'s
+    training images plus one evaluation of its test images (a third of a step per image).  The
+    plan is as many whole epochs as fit, at most ``max_epochs``; when not even one fits, one epoch
+    on a stratified subset of the training images that does.  ``seconds=None`` plans
+    ``max_epochs`` on all of ``data`` without probing (the ``ci`` and ``gpu`` budgets size their
+    work in epochs).  Prints the choice and why when ``verbose``.  Extra keyword arguments (the
+    rest of a recipe) are ignored, so ``plan_training(model, data, seconds=s, **recipe)`` works.
     """
     import copy
     import statistics
 
-    from mnf.data import batches
+    from mnf.data import batches, stratified_subset
     if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
-        raise ValueError(f"plan_epochs: got max_epochs={max_epochs!r}, expected an int >= 1")
+        raise ValueError(f"plan_training: got max_epochs={max_epochs!r}, expected an int >= 1")
+    if seconds is not None and (not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0):
+        raise ValueError(f"plan_training: got seconds={seconds!r}, expected a positive number or None")
+    train_x, train_y, test_x, test_y = _unpack(data)
     if seconds is None:
-        return max_epochs
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"plan_epochs: got seconds={seconds!r}, expected a positive number or None")
-    train_x, train_y, test_x, _ = _unpack(data)
+        return Plan(max_epochs, (train_x, train_y, test_x, test_y), "epochs fixed by the budget")
     device = torch.device(device) if device is not None else model_device(model)
     probe = copy.deepcopy(model).to(device)
     if channels_last:
@@ -367,13 +380,25 @@ def plan_epochs(model: nn.Module, data: Any, *, seconds: float | None, max_epoch
     step_s = statistics.median(times[2:] or times)
     epoch_s = step_s * max(len(train_x) // batch_size, 1)
     eval_s = step_s * len(test_x) / batch_size / 3
-    epochs = max(1, min(max_epochs, int((seconds - eval_s) // epoch_s)))
+    epochs = int((seconds - eval_s) // epoch_s)
+    cost = f"a step of {batch_size} images takes {1e3 * step_s:.0f} ms here (median of {len(times) - 2} probe steps)"
+    if epochs >= 1:
+        epochs = min(epochs, max_epochs)
+        reason = (f"{cost}, an epoch of {len(train_x):,} images {epoch_s:.0f} s: {seconds:.0f} s allow "
+                  f"{epochs} epoch{'s' * (epochs != 1)} (at most {max_epochs})")
+        plan = Plan(epochs, (train_x, train_y, test_x, test_y), reason)
+    else:
+        classes = int(train_y.max()) + 1 if len(train_y) else 1
+        fit_images = max(seconds - eval_s, step_s) / step_s * batch_size
+        per_class = max(int(fit_images // classes), -(-batch_size // classes))
+        per_class = min(per_class, int(torch.bincount(train_y).min()))
+        subset = stratified_subset(train_x, train_y, per_class, seed=0)
+        reason = (f"{cost}, an epoch of {len(train_x):,} images {epoch_s:.0f} s: more than {seconds:.0f} s, so one "
+                  f"epoch on {len(subset[0]):,} of them ({per_class} per class)")
+        plan = Plan(1, (*subset, test_x, test_y), reason)
     if verbose:
-        print(f"plan: a step of {batch_size} images takes {1e3 * step_s:.0f} ms here (median of {len(times) - 2} "
-              f"probe steps), an epoch of {len(train_x):,} images {epoch_s:.0f} s; {seconds:.0f} s allow "
-              f"{epochs} epoch{'s' * (epochs != 1)} (at most {max_epochs})"
-              + (" - one epoch overruns the time budget" if epoch_s + eval_s > seconds else ""))
-    return epochs
+        print("plan: " + plan.reason)
+    return plan
 
 
 def amp_dtype_for(device: torch.device) -> torch.dtype:
@@ -397,4 +422,4 @@ def _read_checkpoint(path: Path, device: torch.device | str) -> dict:
 
 
 __all__ = ["COLUMNS", "Evaluation", "History", "SCHEDULES", "amp_dtype_for", "evaluate", "fit", "load_checkpoint",
-           "lr_at", "plan_epochs", "plot_confusion", "plot_history", "setup_distributed"]
+           "lr_at", "Plan", "plan_training", "plot_confusion", "plot_history", "setup_distributed"]

@@ -8,7 +8,7 @@ import mnf
 from mnf.budget import SMOKE_CAPS, cap, chapter, full_size, iterations, pick, record_work, smoke
 from mnf.data import stratified_subset
 from mnf.models import resnet20
-from mnf.train import amp_dtype_for, fit, plan_epochs
+from mnf.train import amp_dtype_for, fit, plan_training
 
 
 def data(n_train=200, n_test=50):
@@ -87,21 +87,24 @@ def test_record_work_is_silent_without_a_log(monkeypatch, tmp_path):
     assert json.loads((tmp_path / "w").read_text())["planned_images"] == 10
 
 
-def test_plan_epochs_sizes_by_time(capsys):
+def test_plan_training_sizes_by_time(capsys):
     model = resnet20(blocks=1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assert plan_epochs(model, data(), seconds=None, max_epochs=5) == 5
-    many = plan_epochs(model, data(), seconds=1e6, max_epochs=9, batch_size=20)
-    few = plan_epochs(model, data(), seconds=1e-3, max_epochs=9, batch_size=20)
-    assert many == 9 and few == 1
-    out = capsys.readouterr().out
-    assert "allow 9 epochs" in out and "one epoch overruns the time budget" in out
+    fixed = plan_training(model, data(), seconds=None, max_epochs=5)
+    assert fixed.epochs == 5 and len(fixed.data[0]) == 200 and fixed.reason == "epochs fixed by the budget"
+    many = plan_training(model, data(), seconds=1e6, max_epochs=9, batch_size=20)
+    assert many.epochs == 9 and len(many.data[0]) == 200 and "allow 9 epochs" in many.reason
+    few = plan_training(model, data(), seconds=1e-3, max_epochs=9, batch_size=20)
+    # not one epoch fits: one epoch on a stratified subset, at least a batch of it
+    assert few.epochs == 1 and 20 <= len(few.data[0]) < 200 and len(few.data[2]) == 50
+    assert torch.equal(few.data[1].bincount(), torch.full((10,), len(few.data[0]) // 10))
+    assert "so one epoch on" in few.reason and "plan: " in capsys.readouterr().out
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())   # the probe trains a copy
-    for bad in (0, -5.0, float("nan"), float("inf")):
+    for bad in (0, -5.0, float("nan"), float("inf"), "10"):
         with pytest.raises(ValueError, match="seconds="):
-            plan_epochs(model, data(), seconds=bad, max_epochs=3)
+            plan_training(model, data(), seconds=bad, max_epochs=3)
     with pytest.raises(ValueError, match="max_epochs=0"):
-        plan_epochs(model, data(), seconds=None, max_epochs=0)
+        plan_training(model, data(), seconds=None, max_epochs=0)
 
 
 def test_amp_dtype_is_bf16_only_where_native(monkeypatch):

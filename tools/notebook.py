@@ -226,8 +226,9 @@ def smoke(names: list[str] | None = None, timeout: int = 600) -> tuple[list[str]
     The budget is ``MNF_BUDGET`` (``make test`` uses ``gpu``: the branch Colab runs).  The working
     directory is an empty temporary folder, as in Colab, so a chapter that reaches into the
     repository fails here.  Returns ``(problems, seconds per chapter, estimated full-run seconds
-    on a T4 per chapter)``; the estimate is the smoke time plus the work the capped calls skipped,
-    at the per-image cost they measured, divided by ``mnf.budget.T4_SPEEDUP``.
+    on a T4 per chapter)``.  The estimate: the smoke time, plus the full work the capped training
+    calls stand for (:func:`mnf.budget.record_work`) at the per-image cost they measured on this
+    CPU, divided by ``mnf.budget.T4_SPEEDUP`` (an assumption, stated in every estimate).
     """
     import tempfile
     import time
@@ -264,8 +265,8 @@ def smoke(names: list[str] | None = None, timeout: int = 600) -> tuple[list[str]
                         os.environ[k] = v
             seconds[name] = round(time.perf_counter() - tic, 1)
             work = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-        skipped = sum(w["planned_images"] * w["seconds"] / max(w["images"], 1) for w in work)
-        estimate[name] = round(seconds[name] + skipped / T4_SPEEDUP, 1)
+        full_work = sum(w["planned_images"] * w["seconds"] / max(w["images"], 1) for w in work)
+        estimate[name] = round(seconds[name] + full_work / T4_SPEEDUP, 1)
         found += output_problems(nb, name, budget)
         print(f"{name:36s} {seconds[name]:6.1f} s smoke, {len(work)} training calls, "
               f"full {budget} run on a T4 about {estimate[name] / 60:.1f} min (estimate)", flush=True)
