@@ -106,15 +106,35 @@ def output_problems(nb: nbformat.NotebookNode, label: str, budget: str | None = 
     return found
 
 
-def build_problems(build: Path = ROOT / "_build" / "jupyter_execute", budget: str | None = None) -> list[str]:
-    """Problems in the executed copies of the chapters that Sphinx's -W cannot see."""
+def executed(budget: str, build_dir: Path = ROOT / "_build") -> dict[Path, tuple[nbformat.NotebookNode, float]]:
+    """Each chapter's executed copy and execution seconds, from this budget's Jupyter Book cache.
+
+    The cache, not ``_build/jupyter_execute``: MyST-NB writes a chapter it takes from the cache
+    there without its outputs.  Only records of the chapter's current code count.
+    """
+    from jupyter_cache import get_cache
+
+    cache = get_cache(build_dir / f".jupyter_cache-{budget}")
+    found = {}
+    for chapter in chapters():
+        try:
+            record = cache.match_cache_notebook(nbformat.read(chapter, as_version=4))
+        except KeyError:
+            continue
+        found[chapter] = (cache.get_cache_bundle(record.pk).nb, record.data.get("execution_seconds"))
+    return found
+
+
+def build_problems(budget: str, build_dir: Path = ROOT / "_build") -> list[str]:
+    """Problems in the executed chapters that Sphinx's -W cannot see (see :func:`output_problems`)."""
+    done = executed(budget, build_dir)
     found = []
     for chapter in chapters():
-        executed = build / chapter.relative_to(ROOT)
-        if not executed.exists():
-            found.append(f"{chapter.relative_to(ROOT)}: not executed by the build")
-            continue
-        found += output_problems(nbformat.read(executed, as_version=4), str(chapter.relative_to(ROOT)), budget)
+        label = str(chapter.relative_to(ROOT))
+        if chapter not in done:
+            found.append(f"{label}: not executed at budget {budget!r} (no cached outputs for its current code)")
+        else:
+            found += output_problems(done[chapter][0], label, budget)
     return found
 
 
@@ -158,13 +178,9 @@ def build(budget: str, build_dir: Path = ROOT / "_build") -> int:
 
 
 def recorded_times(budget: str, build_dir: Path = ROOT / "_build") -> dict[str, float]:
-    """Execution seconds per chapter from this budget's Jupyter Book cache."""
-    from jupyter_cache import get_cache
-
-    cache = get_cache(build_dir / f".jupyter_cache-{budget}")
-    by_uri = {Path(r.uri).resolve(): r.data.get("execution_seconds") for r in cache.list_cache_records()}
-    return {chapter_name(c): round(by_uri[c.resolve()], 1) for c in chapters()
-            if by_uri.get(c.resolve()) is not None}
+    """Execution seconds per chapter (its current code) from this budget's Jupyter Book cache."""
+    return {chapter_name(c): round(seconds, 1) for c, (_, seconds) in executed(budget, build_dir).items()
+            if seconds is not None}
 
 
 def overruns(budget: str, factor: float = 1.5) -> list[str]:
@@ -334,7 +350,7 @@ def main(argv: list[str]) -> int:
         return 1 if any(bad.values()) else 0
     if argv[:1] == ["check-build"]:
         budget = resolved_budget()
-        found = build_problems(budget=budget)
+        found = build_problems(budget)
         print("\n".join(found) or f"{len(chapters())} chapters executed at budget {budget!r} without warnings")
         for line in overruns(budget):
             print(line)
