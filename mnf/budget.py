@@ -140,29 +140,35 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
+def _short(machine: str) -> str:
+    return " ".join(machine.replace("(R)", "").replace("(TM)", "").replace(" Processor", "").split())
+
+
 def chapter(name: str) -> None:
     """Print what a chapter runs with: the setup cell of every chapter calls this.
 
-    Says the version, the budget and the device, how to choose another budget, and how long the
-    chapter took under each budget when it was last measured (``ci`` and ``cpu``: recorded book
-    builds; ``gpu``: an estimate from the smoke run, marked as one).
+    Says the version, the budget and the device, how long the chapter took under each budget
+    when it was last measured (``ci`` and ``cpu``: recorded book builds; ``gpu``: an estimate from
+    the smoke run, marked as one), and how to choose another budget.  Lines fit the book's column.
     """
-    import torch
+    import textwrap
 
-    dev = device()
-    where = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    import torch
     from mnf import __version__
 
+    dev = device()
+    where = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"mnf {__version__}, budget {budget()!r}{' (smoke run)' if smoke() else ''}, device {dev} ({where})")
-    print("Another budget: run `%env MNF_BUDGET=ci` (or cpu, gpu) in a cell, then Run all.")
     times = chapter_times()
     parts = []
     for key in ("ci", "cpu"):
         rec = times.get(key, {})
         if name in rec.get("chapters", {}):
-            parts.append(f"{key} {_duration(rec['chapters'][name])} (measured {rec['date']}, {rec['machine']})")
+            parts.append(f"{key} {_duration(rec['chapters'][name])} (measured {rec['date']} on "
+                         f"{_short(rec['machine'])})")
     est = times.get("gpu_estimate", {})
     if name in est.get("chapters", {}):
-        parts.append(f"gpu about {_duration(est['chapters'][name])} on a T4 (estimate: {est['method']})")
+        parts.append(f"gpu about {_duration(est['chapters'][name])} on a T4 (an estimate: {est['method']})")
     if parts:
-        print("Time for this chapter: " + "; ".join(parts) + ".")
+        print(textwrap.fill("This chapter takes: " + "; ".join(parts) + ".", width=76, subsequent_indent="  "))
+    print("Another budget: `%env MNF_BUDGET=cpu` (or ci, gpu) in a cell, then Run all.")

@@ -126,4 +126,5 @@ def test_chapter_header_says_budget_device_and_times(monkeypatch, capsys):
     chapter("wht/hadamard")
     out = capsys.readouterr().out
     assert "budget 'ci'" in out and "device cpu" in out and "MNF_BUDGET" in out
-    assert "Time for this chapter: ci" in out and "cpu" in out and "estimate" in out
+    assert "This chapter takes: ci" in out and "cpu" in out and "estimate" in out
+    assert max(len(line) for line in out.splitlines()) <= 80          # fits the book's column

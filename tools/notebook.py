@@ -369,7 +369,7 @@ def main(argv: list[str]) -> int:
             from mnf.budget import T4_SPEEDUP
             record("smoke", seconds, method="tools/notebook.py smoke, MNF_BUDGET=gpu MNF_SMOKE=1")
             record("gpu_estimate", estimate,
-                   method=f"smoke run's per-image cost x the full work / {T4_SPEEDUP:g} (assumed T4 speed-up)")
+                   method=f"the smoke run's cost per image x the full work / {T4_SPEEDUP:g}, an assumed T4 speed-up")
         return 1 if found else 0
     if argv[:1] == ["new"] and len(argv) == 3:
         write(from_percent(Path(argv[1]).read_text(), chapter_name(Path(argv[2]))), Path(argv[2]))
