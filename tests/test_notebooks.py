@@ -103,3 +103,34 @@ def test_recorded_times_name_every_chapter():
     for key in ("ci", "cpu", "gpu_estimate"):
         assert set(times[key]["chapters"]) == names, key
         assert times[key]["date"] and times[key]["machine"] and times[key]["commit"]
+
+
+def test_build_check_reads_the_budget_cache(tmp_path, monkeypatch):
+    """The check reads executed chapters from the budget's cache (MyST-NB writes chapters it takes
+    from the cache to jupyter_execute without outputs), and only records of their current code."""
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    chapter = notebook.chapters()[0]
+    cache = get_cache(tmp_path / ".jupyter_cache-ci")
+    nb = nbformat.read(chapter, as_version=4)
+    setup = next(c for c in nb.cells if c.cell_type == "code")
+    setup.outputs = [nbformat.v4.new_output("stream", name="stdout", text="mnf 0.1.0, budget 'ci', device cpu\n")]
+    cache.cache_notebook_bundle(CacheBundleIn(nb, str(chapter), data={"execution_seconds": 4.2}),
+                                check_validity=False)
+    found = notebook.build_problems("ci", build_dir=tmp_path)
+    label = str(chapter.relative_to(ROOT))
+    assert not [f for f in found if f.startswith(label)]                  # cached with its budget: fine
+    assert len(found) == len(notebook.chapters()) - 1 and "not executed at budget 'ci'" in found[0]
+    assert notebook.recorded_times("ci", build_dir=tmp_path) == {notebook.chapter_name(chapter): 4.2}
+    # the same outputs in the cpu cache: a chapter executed at another budget than the build's
+    get_cache(tmp_path / ".jupyter_cache-cpu").cache_notebook_bundle(CacheBundleIn(nb, str(chapter)),
+                                                                    check_validity=False)
+    mixed = [f for f in notebook.build_problems("cpu", build_dir=tmp_path) if f.startswith(label)]
+    assert mixed == [f"{label}: executed at budget 'ci', but the build asked for 'cpu'"]
+    # a chapter whose code changed since it was cached does not count as executed
+    setup.source += "\n# changed"
+    original = nbformat.read
+    monkeypatch.setattr(nbformat, "read", lambda path, as_version: nb if Path(path) == chapter
+                        else original(path, as_version))
+    assert any(f.startswith(label) and "not executed" in f for f in notebook.build_problems("ci", build_dir=tmp_path))
