@@ -86,6 +86,8 @@ def test_build_keeps_one_execution_cache_per_budget(tmp_path, monkeypatch):
     """A build at another budget than the last one starts afresh on that budget's own cache."""
     calls = []
     monkeypatch.setattr("subprocess.call", lambda cmd, env: calls.append((cmd, env["MNF_BUDGET"])) or 0)
+    cached = {c: None for c in notebook.chapters()}                    # every chapter cached...
+    monkeypatch.setattr(notebook, "executed", lambda budget, build_dir: cached)
     for budget in ("ci", "ci", "cpu", "ci"):
         assert notebook.build(budget, build_dir=tmp_path) == 0
         assert (tmp_path / ".jupyter_cache").resolve() == (tmp_path / f".jupyter_cache-{budget}").resolve()
@@ -93,6 +95,8 @@ def test_build_keeps_one_execution_cache_per_budget(tmp_path, monkeypatch):
     fresh = ["--all" in cmd for cmd, _ in calls]
     assert fresh == [True, False, True, True]
     assert [b for _, b in calls] == ["ci", "ci", "cpu", "ci"]
+    cached.popitem()                                                   # ...until one is missing
+    assert notebook.build("ci", build_dir=tmp_path) == 0 and "--all" in calls[-1][0]
     monkeypatch.setattr("subprocess.call", lambda cmd, env: 1)  # a failed build leaves no budget marker
     assert notebook.build("ci", build_dir=tmp_path) == 1 and not (tmp_path / ".budget").exists()
 

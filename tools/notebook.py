@@ -150,8 +150,9 @@ def build(budget: str, build_dir: Path = ROOT / "_build") -> int:
     """``jupyter-book build`` at ``budget``, with one execution cache per budget.
 
     ``_build/.jupyter_cache`` (where Jupyter Book keeps executed outputs) is made a link to
-    ``_build/.jupyter_cache-<budget>``, and when the last build was of another budget Sphinx
-    starts afresh (``--all``) so that every page is rendered from this budget's outputs.
+    ``_build/.jupyter_cache-<budget>``, and when the last build was of another budget, or a
+    chapter has no outputs for its current code in this budget's cache, Sphinx starts afresh
+    (``--all``) so that every page is rendered from this budget's outputs.
     """
     import shutil
     import subprocess
@@ -165,10 +166,14 @@ def build(budget: str, build_dir: Path = ROOT / "_build") -> int:
         shutil.rmtree(link)
     link.symlink_to(target.name)
     marker = build_dir / ".budget"
-    fresh = not marker.is_file() or marker.read_text().strip() != budget
+    other = not marker.is_file() or marker.read_text().strip() != budget
+    # Sphinx re-reads only changed sources: a chapter whose outputs are missing from this
+    # budget's cache (cleared, or never built) would keep its old page without --all
+    missing = len(executed(budget, build_dir)) < len(chapters())
+    fresh = other or missing
     marker.unlink(missing_ok=True)
-    print(f"building the book at budget {budget!r}" + (" (another budget was built last: all pages afresh)"
-                                                       if fresh else ""), flush=True)
+    why = ("another budget was built last" if other else "chapters without cached outputs at this budget")
+    print(f"building the book at budget {budget!r}" + (f" ({why}: all pages afresh)" if fresh else ""), flush=True)
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb), "build", str(ROOT), "-W", "--keep-going"] + (["--all"] if fresh else [])
     code = subprocess.call(cmd, env=dict(os.environ, MNF_BUDGET=budget))
