@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from mnf.bench.common import synchronizer, threads as thread_counts
 from mnf.budget import cap
 from mnf.metrics import as_input, eval_mode, model_device, model_dtype
 
@@ -70,21 +72,9 @@ def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int, threads: int | N
     if x.dim() == 0 or len(x) == 0:
         raise ValueError(f"latency_ms needs a non-empty batch, got shape {tuple(x.shape)}")
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    import numba
-    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        with eval_mode(model), torch.no_grad():
-            seconds = _median_seconds(lambda: model(x), repeats, 1, sync)
-    finally:
-        torch.set_num_threads(torch_threads)
-        numba.set_num_threads(numba_threads)
+    pinned = nullcontext() if threads is None else thread_counts(threads, threads)
+    with pinned, eval_mode(model), torch.no_grad():
+        seconds = _median_seconds(lambda: model(x), repeats, 1, synchronizer(device))
     return 1e3 * seconds / len(x)
 
 
