@@ -150,11 +150,15 @@ def chapter(name: str) -> None:
     Says the version, the budget and the device, how long the chapter took under each budget
     when it was last measured (``ci`` and ``cpu``: recorded book builds; ``gpu``: an estimate from
     the smoke run, marked as one), and how to choose another budget.  Lines fit the book's column.
+    Also sets the book's figure style (:func:`mnf.plots.style`).
     """
     import textwrap
 
     import torch
+    import mnf.plots
     from mnf import __version__
+
+    mnf.plots.style()
 
     dev = device()
     where = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
