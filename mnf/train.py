@@ -288,8 +288,10 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
                 row.update(test_loss=result.loss, test_acc=result.accuracy)
             history.rows.append(row)
             if bar is not None:
+                # Epochs without an evaluation (eval_every > 1) show no test accuracy rather than nan.
+                tested = {} if math.isnan(row["test_acc"]) else {"test_acc": f"{row['test_acc']:.3f}"}
                 bar.set_postfix(epoch=epoch + 1, loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
-                                test_acc=f"{row['test_acc']:.3f}", img_s=f"{row['images_per_s']:.0f}")
+                                **tested, img_s=f"{row['images_per_s']:.0f}")
             if path is not None and rank == 0:
                 ckpt = {"arch": getattr(model, "arch", None), "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
