@@ -9,7 +9,7 @@ SHARED ?= ../shared
 export MNF_DATA ?= $(CURDIR)/.data
 export PYTHONHASHSEED := 0
 
-.PHONY: setup data book smoke test test-fast test-cuda bench gpu-check times clean
+.PHONY: setup data book smoke test test-fast test-cuda browser bench gpu-check times clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ test: data
 	$(MAKE) test-cuda
 	$(MAKE) smoke
 	MNF_BUDGET=ci $(MAKE) book
+	$(MAKE) browser
+
+# The built book (_build/html) in headless Chromium: console errors, broken links and images, shrunk
+# figures, raw Markdown/TeX, unrendered math, stuck animations, error outputs (tools/browser_check.py).
+browser: setup
+	MNF_BROWSER_CHECK=1 $(BIN)/python -m pytest -q tests/test_browser.py
 
 # On a machine with a CUDA GPU (Colab T4, ...): the CUDA tests without the simulator, the smoke book on
 # the GPU, speed beside conv / clone, one epoch per MobileNetV2 variant; a PASS/FAIL table.
