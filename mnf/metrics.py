@@ -18,11 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnf import _check
+
 
 # ----------------------------------------------------------------------------- device discipline
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of ``model``'s first parameter, else of its first buffer; ``cpu`` if it has neither."""
+    _check.module("model", model, "model_device")
     for tensor in model.parameters():
         return tensor.device
     for tensor in model.buffers():
@@ -33,6 +36,7 @@ def model_device(model: nn.Module) -> torch.device:
 def model_dtype(model: nn.Module) -> torch.dtype:
     """The dtype of ``model``'s first floating-point parameter, else floating buffer; else
     ``torch.get_default_dtype()`` (float32 unless changed)."""
+    _check.module("model", model, "model_dtype")
     for tensors in (model.parameters(), model.buffers()):
         for tensor in tensors:
             if tensor.is_floating_point():
@@ -55,7 +59,7 @@ def resolve_device(model: nn.Module, device: torch.device | str | None = None) -
     own = model_device(model)
     if device is None:
         return own
-    device = torch.device(device)
+    device = _check.device("device", device, "resolve_device")
     has_state = next(model.parameters(), None) is not None or next(model.buffers(), None) is not None
     if not has_state:
         return device
@@ -72,7 +76,7 @@ def as_input(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch
     :func:`mnf.data.normalize`); other integer / bool tensors are moved and keep their dtype.
     """
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"expected a tensor of model inputs, got {type(x).__name__}")
+        raise _check.ArgumentTypeError(f"expected a tensor of model inputs, got {type(x).__name__}")
     if x.dtype == torch.uint8:
         raise ValueError("got uint8 inputs; the model takes floats: normalise images first "
                          "(mnf.data.normalize(images) for the classifiers, images.float() / 255 for the autoencoders)")
@@ -85,6 +89,7 @@ def as_input(x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode; on exit give every submodule back its own train/eval mode
     (also when the body raises, and also when submodules were in different modes)."""
+    _check.module("model", model, "eval_mode")
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -132,12 +137,28 @@ class Evaluation:
 
 def scores(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-class ``(precision, recall, f1)`` from a ``(k, k)`` confusion matrix (rows = truth)."""
+    _check.tensor("confusion", confusion, "scores")
+    if confusion.dim() != 2 or confusion.shape[0] != confusion.shape[1]:
+        raise ValueError(f"scores: confusion must be a square (k, k) matrix, got shape {tuple(confusion.shape)}")
     c = confusion.double()
     tp = c.diag()
     precision = tp / c.sum(0).clamp(min=1)
     recall = tp / c.sum(1).clamp(min=1)
     f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
     return precision, recall, f1
+
+
+def _logits_width(out: torch.Tensor, k: int | None, top: int) -> int:
+    """The width ``k`` of ``evaluate``'s logits ``out`` (``(N, k)``; equal to ``k`` if given), which
+    must exceed the largest label ``top``."""
+    if out.dim() != 2 or (k is not None and out.shape[1] != k):
+        want = "(N, k) logits" if k is None else f"(N, {k}) logits for num_classes={k}"
+        raise ValueError(f"evaluate: the model returned shape {tuple(out.shape)}, expected {want}")
+    k = out.shape[1]
+    if top >= k:
+        raise ValueError(f"evaluate: labels must be class indices 0..{k - 1} for a model with {k} logits, "
+                         f"got label {top}")
+    return k
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
@@ -149,12 +170,22 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
     Runs on the model's device (``device``, if given, must be it; see :func:`resolve_device`) in
     eval mode under ``no_grad``; the images go there once, and every normalised batch is cast to
     the model's floating dtype.  The modes are restored afterwards, also when the model raises.
-    Returns Python floats and CPU tensors.
+    ``num_classes``, if given, must be the width of the model's logits (``ValueError`` otherwise:
+    the confusion matrix is ``(k, k)`` with ``k`` the logits' width); labels must lie in
+    ``0..k-1``.  Returns Python floats and CPU tensors.
     """
-    from mnf.data import batches
-    if len(images) != len(labels) or len(images) == 0:
+    from mnf.data import batches, check_images, check_labels
+    owner = "evaluate"
+    _check.module("model", model, owner)
+    check_images(images, owner)
+    labels = check_labels(labels, len(images), owner)
+    if len(images) == 0:
         raise ValueError(f"need matching non-empty images and labels, got {len(images)} and {len(labels)}")
+    batch_size = _check.positive_int("batch_size", batch_size, owner)
+    num_classes = _check.optional_int("num_classes", num_classes, 1, owner)
+    channels_last = _check.flag("channels_last", channels_last, owner)
     device, dtype = resolve_device(model, device), model_dtype(model)
+    top = int(labels.max())   # the largest label, checked against the logits' width
     loss, k = 0.0, num_classes
     preds, truth = [], []
     with probe(model):
@@ -164,7 +195,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
             out = model(as_input(x, device, dtype))
             if out.dtype in (torch.float16, torch.bfloat16):
                 out = out.float()
-            k = k or out.shape[1]
+            k = _logits_width(out, k, top)
             loss += F.cross_entropy(out, y, reduction="sum").item()
             preds.append(out.argmax(1))
             truth.append(y)
@@ -178,7 +209,8 @@ def plot_history(history, axes=None):
     """Loss, accuracy and learning-rate curves of a :class:`mnf.train.History`; returns the figure."""
     import matplotlib.pyplot as plt
     if axes is None:
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+        from mnf.plots import COLUMN_WIDTH
+        fig, axes = plt.subplots(1, 3, figsize=(COLUMN_WIDTH, 2.6))
     fig = axes[0].figure
     epochs = history["epoch"]
     for key, ax in (("loss", axes[0]), ("acc", axes[1])):
@@ -195,18 +227,28 @@ def plot_history(history, axes=None):
 def plot_confusion(matrix: torch.Tensor, classes: list[str] | None = None, ax=None):
     """Heat map of a ``(k, k)`` confusion matrix with the counts written in; returns the figure."""
     import matplotlib.pyplot as plt
-    m = torch.as_tensor(matrix).cpu().numpy()
+    try:
+        m = torch.as_tensor(matrix).cpu().numpy()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise _check.ArgumentTypeError(f"plot_confusion: matrix must be a (k, k) matrix of counts, got "
+                                       f"{_check._shown(matrix)} ({error})") from None
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"plot_confusion: matrix must be a non-empty square (k, k) matrix, got shape {m.shape}")
     k = m.shape[0]
+    if classes is not None and len(classes) != k:
+        raise ValueError(f"plot_confusion: got {len(classes)} class names for a {k}x{k} matrix")
     classes = classes or [str(i) for i in range(k)]
     if ax is None:
-        _, ax = plt.subplots(figsize=(1 + 0.5 * k, 1 + 0.5 * k))
+        from mnf.plots import COLUMN_WIDTH
+        side = min(1.2 + 0.5 * k, COLUMN_WIDTH)
+        _, ax = plt.subplots(figsize=(side, side))
     ax.imshow(m, cmap="Blues")
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true")
     ax.set_xticklabels(classes, rotation=90)
     ax.set_yticklabels(classes)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
+            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8 if k <= 12 else 6,
                     color="white" if m[i, j] > m.max() / 2 else "black")
     ax.figure.tight_layout()
     return ax.figure

@@ -79,7 +79,15 @@ def problems(path: Path) -> list[str]:
         found.append("first cell does not say what the reader will learn")
     if "{exercise}" not in text or "{solution}" not in text:
         found.append("has no exercises with folded solutions")
+    for i, c in enumerate(code):
+        if "mnf.plots.interact(" in c.source and not set(LIVE_WIDGET_TAGS) <= set(c.metadata.get("tags", [])):
+            found.append(f"code cell {i} shows live widgets but is not tagged {LIVE_WIDGET_TAGS}")
     return found
+
+
+# Live ipywidgets cells: the HTML has no kernel to drive them (remove-output), and the book build does
+# not run them (skip-execution: nbclient can wait forever on a widget cell); the smoke run does.
+LIVE_WIDGET_TAGS = ("remove-output", "skip-execution")
 
 
 BUDGET_LINE = re.compile(r"budget '(\w+)'")
@@ -273,7 +281,7 @@ def smoke(names: list[str] | None = None, timeout: int = 600) -> tuple[list[str]
             os.environ.update(env)
             tic = time.perf_counter()
             try:
-                NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                NotebookClient(nb, timeout=timeout, kernel_name="python3", skip_cells_with_tag="",
                                resources={"metadata": {"path": scratch}}).execute()
             except Exception as error:  # noqa: BLE001 - the failing cell's error is in the outputs
                 last = (re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines() or [""])[-1]
