@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mnf import _check
 from mnf.metrics import model_dtype, probe, resolve_device
 
 WHT_NAMES = ("WHTPointwise", "WHTSpatial")
@@ -91,7 +92,9 @@ def _pow2(n: int) -> int:
 
 def wht_adds(n: int) -> int:
     """Additions of one fast WHT of length ``n`` (a power of two): ``n·log2 n``."""
-    return n * int(math.log2(n)) if n > 1 else 0
+    from mnf.transforms.orderings import check_size
+    n = check_size(n, "n")
+    return n * (n.bit_length() - 1)
 
 
 def op_counts(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
@@ -141,9 +144,16 @@ def cost_table(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32),
     CPU.  The forward pass runs in eval mode under ``no_grad`` with forward hooks; modes and hooks
     are restored / removed afterwards, also when the model raises.  The report holds Python ints.
     ``activation_bytes`` uses the model's dtype (8 bytes a value for a float64 model).
+    ``input_size``: four ints >= 1 (else ``ValueError``); a size the model's layers cannot take
+    raises the model's own error.
     """
-    if len(input_size) != 4:
-        raise ValueError(f"input_size must be (N, C, H, W), got {input_size}")
+    _check.module("model", model, "cost_table")
+    if not isinstance(input_size, (tuple, list)):
+        raise _check.ArgumentTypeError(f"input_size must be (N, C, H, W), four positive ints, got {input_size!r}")
+    if len(input_size) != 4 or not all(_check.is_int(d) and d >= 1 for d in input_size):
+        raise ValueError(f"input_size must be (N, C, H, W), four positive ints, got {input_size!r}")
+    input_size = tuple(int(d) for d in input_size)
+    _check.size(f"an input of input_size={input_size}", math.prod(input_size), 8, "cost_table")
     device = resolve_device(model, device)
     rows: list[LayerCost] = []
 

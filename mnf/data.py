@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import math
 import os
 import pickle
 import shutil
@@ -30,10 +31,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
+from mnf import _check
+
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER = "cifar-10-batches-py"
 FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+NUM_CLASSES = 10
 # Per-channel statistics of the training set (pixel values scaled to [0, 1]).
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -79,9 +83,21 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def read_batch(path: Path) -> dict[str, object]:
-    """One pickled batch file as a dict with ``str`` keys."""
+    """One pickled batch file as a dict with ``str`` keys.
+
+    A file that is not a pickle (empty, truncated, another format) raises ``ValueError`` naming
+    it; a pickle that would build anything but arrays and containers ``pickle.UnpicklingError``.
+    """
     with open(path, "rb") as f:
-        raw = RestrictedUnpickler(f, encoding="bytes").load()
+        try:
+            raw = RestrictedUnpickler(f, encoding="bytes").load()
+        except pickle.UnpicklingError as error:
+            if str(error).startswith("refusing to load"):
+                raise
+            raise ValueError(f"{path}: not a CIFAR-10 batch file ({error})") from error
+        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+                UnicodeDecodeError, MemoryError) as error:
+            raise ValueError(f"{path}: not a CIFAR-10 batch file ({type(error).__name__}: {error})") from error
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(raw).__name__}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
@@ -90,12 +106,21 @@ def read_batch(path: Path) -> dict[str, object]:
 def _read_split(folder: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for name in names:
-        batch = read_batch(folder / name)
-        data = np.asarray(batch["data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-            raise ValueError(f"{folder / name}: expected data of shape (N, 3072), got {data.shape}")
+        path = folder / name
+        batch = read_batch(path)
+        if "data" not in batch or "labels" not in batch:
+            raise ValueError(f"{path}: expected a CIFAR-10 batch with 'data' and 'labels', got keys {sorted(batch)}")
+        data, y = np.asarray(batch["data"]), np.asarray(batch["labels"])
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"{path}: expected uint8 data of shape (N, 3072), got {data.dtype} {data.shape}")
+        if y.ndim != 1 or (y.size and y.dtype.kind not in "iu"):
+            raise ValueError(f"{path}: expected a list of integer labels, got {y.dtype} of shape {y.shape}")
+        if len(y) != len(data):
+            raise ValueError(f"{path}: {len(data)} images but {len(y)} labels")
+        if y.size and (y.min() < 0 or y.max() >= NUM_CLASSES):
+            raise ValueError(f"{path}: labels must lie in 0..{NUM_CLASSES - 1}, got values in [{y.min()}, {y.max()}]")
         images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch["labels"], dtype=np.int64))
+        labels.append(y.astype(np.int64))
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
 
 
@@ -114,6 +139,8 @@ def load_cifar10(root: str | os.PathLike | None = None, download: bool | None = 
     """
     from mnf.budget import SMOKE_CAPS, smoke
 
+    _check.path("root", root, "load_cifar10", optional=True)
+    _check.optional_flag("download", download, "load_cifar10")
     full = _load_full(root, download)
     if not smoke():
         return full
@@ -148,7 +175,9 @@ def _load_full(root: str | os.PathLike | None, download: bool | None) -> CIFAR10
         download_cifar10(root)
     train_images, train_labels = _read_split(folder, FILES[:5])
     test_images, test_labels = _read_split(folder, ["test_batch"])
-    names = read_batch(folder / "batches.meta")["label_names"]
+    names = read_batch(folder / "batches.meta").get("label_names")
+    if not isinstance(names, (list, tuple)) or len(names) != NUM_CLASSES:
+        raise ValueError(f"{folder / 'batches.meta'}: expected {NUM_CLASSES} label_names, got {names!r}")
     classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     _CACHE[folder] = CIFAR10(train_images, train_labels, test_images, test_labels, classes)
     return _CACHE[folder]
@@ -170,6 +199,12 @@ def download_cifar10(root: str | os.PathLike, url: str = URL, md5: str | None = 
     """
     from tqdm.auto import tqdm
 
+    _check.path("root", root, "download_cifar10")
+    _check.instance("url", url, str, "a URL string", "download_cifar10")
+    if md5 is not None:
+        _check.instance("md5", md5, str, "a hex digest string or None", "download_cifar10")
+    timeout = _check.real("timeout", timeout, 0, low_open=True, owner="download_cifar10")
+    progress = _check.flag("progress", progress, "download_cifar10")
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
@@ -223,15 +258,73 @@ def _safe_extract(archive: Path, dest: Path) -> None:
 
 # --------------------------------------------------------------------------- batches
 
+def check_labels(labels, n: int | None, owner: str, name: str = "labels",
+                 num_classes: int | None = None) -> torch.Tensor:
+    """``labels`` as an int64 ``(N,)`` tensor of class indices ``>= 0`` (and ``< num_classes`` if
+    given), ``N == n`` if given; any integer dtype is accepted (converted to int64)."""
+    _check.tensor(name, labels, owner)
+    if labels.dim() != 1:
+        raise ValueError(f"{owner}: {name} must be a 1-d tensor of class indices, got shape {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise _check.ArgumentTypeError(f"{owner}: {name} must be an integer tensor of class indices, "
+                                       f"got {labels.dtype}")
+    if n is not None and len(labels) != n:
+        raise ValueError(f"{owner}: {n} images but {len(labels)} {name}")
+    if len(labels):
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or (num_classes is not None and high >= num_classes):
+            want = ">= 0" if num_classes is None else f"0..{num_classes - 1}"
+            raise ValueError(f"{owner}: {name} must be class indices {want}, got values in [{low}, {high}]")
+    return labels.long()
+
+
+def check_images(images, owner: str, name: str = "images", channels: int | None = 3) -> torch.Tensor:
+    """``images`` if they are a ``(N, channels, H, W)`` tensor of uint8 pixels (or floats in
+    ``[0, 255]``, see :func:`normalize`)."""
+    _check.tensor(name, images, owner)
+    c = "C" if channels is None else channels
+    if images.dim() != 4 or (channels is not None and images.shape[1] != channels):
+        raise ValueError(f"{owner}: {name} must be a batch of shape (N, {c}, H, W), got {tuple(images.shape)}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise _check.ArgumentTypeError(f"{owner}: {name} must be uint8 pixels (0..255), got {images.dtype}")
+    return images
+
+
+def check_pixels(images, owner: str, name: str = "images") -> torch.Tensor:
+    """:func:`check_images`, and for float images their values: finite, in ``[0, 255]``, and not
+    all in ``[0, 1]`` (images scaled to [0, 1] would be normalised as if they were 0..255)."""
+    check_images(images, owner, name)
+    if images.is_floating_point() and images.numel():
+        low, high = images.min().item(), images.max().item()
+        if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high > 255:
+            raise ValueError(f"{owner}: float {name} must hold pixel values in [0, 255], got values in "
+                             f"[{low:.3g}, {high:.3g}] (already normalised, or not images?)")
+        if high <= 1:
+            raise ValueError(f"{owner}: float {name} with all values in [0, 1] look scaled to [0, 1] already; "
+                             "expected 0..255 pixels: pass the uint8 images (or images * 255)")
+    return images
+
+
 def stratified_subset(images: torch.Tensor, labels: torch.Tensor, per_class: int,
                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` random images of every class, shuffled together: ``(10·per_class, ...)``.
 
-    In smoke mode (``MNF_SMOKE=1``) ``per_class`` is cut to what the smallest class has, so a
-    chapter's full-size request works on the smoke run's small data set.
+    ``images`` any tensor with one item per label along axis 0; ``labels`` int ``(N,)`` class
+    indices; ``per_class`` an int >= 1.  In smoke mode (``MNF_SMOKE=1``) ``per_class`` is cut to
+    what the smallest class has, so a chapter's full-size request works on the smoke run's small
+    data set.
     """
     from mnf.budget import note_full_size, smoke
 
+    owner = "stratified_subset"
+    per_class = _check.positive_int("per_class", per_class, owner)
+    _check.tensor("images", images, owner)
+    if images.dim() == 0:
+        raise ValueError(f"{owner}: images must have one item per label along axis 0, got a 0-d tensor")
+    labels = check_labels(labels, len(images), owner)
+    seed = _check.integer("seed", seed, -2**63, 2**64 - 1, owner)
+    if not len(labels):
+        raise ValueError(f"{owner}: got no images (empty labels)")
     generator = torch.Generator().manual_seed(seed)
     asked = per_class
     if smoke() and len(labels):
@@ -251,7 +344,13 @@ def stratified_subset(images: torch.Tensor, labels: torch.Tensor, per_class: int
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (or float in [0, 255]) ``(N, 3, H, W)`` → float32 with the CIFAR-10 mean/std removed."""
+    """uint8 (or float in [0, 255]) ``(N, 3, H, W)`` → float32 with the CIFAR-10 mean/std removed.
+
+    Refused with ``ValueError``: another shape (one-channel images would broadcast to three),
+    float images that cannot be 0..255 pixels -- all values in [0, 1] (images already scaled:
+    multiply by 255 or pass the uint8 originals), negative (already normalised) or non-finite.
+    """
+    check_pixels(images, "normalize")
     mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255
     std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1) * 255
     return (images.float() - mean) / std
@@ -264,9 +363,16 @@ def random_crop_flip(images: torch.Tensor, pad: int = 4,
     ``images``: ``(N, C, H, W)`` of any dtype, on any device; the result has the same shape,
     dtype and device; the whole batch is one gather.
     """
+    _check.tensor("images", images, "random_crop_flip")
     if images.ndim != 4:
-        raise ValueError(f"expected a batch (N, C, H, W), got shape {tuple(images.shape)}")
+        raise ValueError(f"random_crop_flip: expected a batch (N, C, H, W), got shape {tuple(images.shape)}")
+    pad = _check.integer("pad", pad, 0, owner="random_crop_flip")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise _check.ArgumentTypeError(f"random_crop_flip: generator must be a torch.Generator or None, "
+                                       f"got {type(generator).__name__}")
     n, c, h, w = images.shape
+    _check.size(f"the batch padded by pad={pad}", n * c * (h + 2 * pad) * (w + 2 * pad),
+                images.element_size(), "random_crop_flip")
     hp, wp = h + 2 * pad, w + 2 * pad
     device = images.device
     padded = torch.nn.functional.pad(images, (pad, pad, pad, pad)).reshape(n * c, hp * wp)
@@ -289,13 +395,25 @@ def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuf
             generator: torch.Generator | None = None, drop_last: bool = False):
     """Yield ``(x, y)`` minibatches: ``x`` float32 normalised ``(B, 3, H, W)``, ``y`` int64 ``(B,)``.
 
-    The tensors are moved to ``device`` once; shuffling, augmentation and normalisation then
-    happen there, a whole batch at a time.
+    ``images`` uint8 ``(N, 3, H, W)`` (see :func:`normalize`), ``labels`` integer ``(N,)`` class
+    indices.  The arguments are checked when ``batches`` is called (not at the first batch).  The
+    tensors are moved to ``device`` once; shuffling, augmentation and normalisation then happen
+    there, a whole batch at a time.
     """
-    if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    owner = "batches"
+    check_pixels(images, owner)
+    labels = check_labels(labels, len(images), owner)
+    batch_size = _check.positive_int("batch_size", batch_size, owner)
+    shuffle, augment, drop_last = (_check.flag(k, v, owner) for k, v in
+                                   (("shuffle", shuffle), ("augment", augment), ("drop_last", drop_last)))
+    device = _check.device("device", device, owner)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise _check.ArgumentTypeError(f"{owner}: generator must be a torch.Generator or None, "
+                                       f"got {type(generator).__name__}")
+    return _batches(images, labels, batch_size, shuffle, augment, device, generator, drop_last)
+
+
+def _batches(images, labels, batch_size, shuffle, augment, device, generator, drop_last):
     images, labels = images.to(device), labels.to(device)
     n = len(images)
     order = (torch.randperm(n, generator=generator).to(images.device) if shuffle

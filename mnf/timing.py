@@ -23,8 +23,8 @@ from mnf.metrics import as_input, eval_mode, model_device, model_dtype
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    from mnf._check import integer
+    integer(name, value, low)
 
 
 def _cuda_sync() -> None:
@@ -49,6 +49,8 @@ def median_ms(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` in milliseconds over ``repeat`` calls, after ``warmup`` untimed
     calls (e.g. Numba compilation).  When CUDA is initialised (``torch.cuda.is_initialized()``) the
     current device is synchronised after the warm-up and after every timed call."""
+    if not callable(fn):
+        raise TypeError(f"median_ms: fn must be a callable taking no arguments, got {type(fn).__name__}")
     _check_int("repeat", repeat, 1)
     _check_int("warmup", warmup, 0)
     return 1e3 * _median_seconds(fn, repeat, warmup, _cuda_sync)
@@ -64,9 +66,12 @@ def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int, threads: int | N
     ``NUMBA_NUM_THREADS``; ``None`` leaves both as they are).  Thread counts and every submodule's
     train/eval mode are restored afterwards, also when the model raises.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"latency_ms: model must be a torch.nn.Module, got {type(model).__name__}")
     _check_int("repeats", repeats, 1)
-    if isinstance(threads, bool) or not (threads is None or (isinstance(threads, int) and threads >= 1)):
-        raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
+    if threads is not None:
+        from mnf._check import integer
+        integer("threads", threads, 1, owner="latency_ms")
     device = model_device(model)
     x = as_input(x, device, model_dtype(model))
     if x.dim() == 0 or len(x) == 0:

@@ -33,11 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from mnf import _check
 from mnf.budget import cap, full_size, record_work
 from mnf.metrics import Evaluation, evaluate, model_device, plot_confusion, plot_history
 
@@ -86,15 +88,51 @@ def _atomic(path: Path, write) -> None:
 
 def lr_at(step: int, total_steps: int, steps_per_epoch: int, lr: float, schedule: str,
           sgdr_t0: float, sgdr_mult: float) -> float:
-    """Learning rate of optimisation step ``step`` (0-based) of ``total_steps``; see the module doc."""
+    """Learning rate of optimisation step ``step`` (0-based) of ``total_steps``; see the module doc.
+
+    ``step >= 0``, ``total_steps >= 1`` and ``steps_per_epoch >= 1`` ints; ``lr`` finite, ``>= 0``;
+    ``sgdr_t0`` finite, ``> 0`` (epochs) and ``sgdr_mult`` finite, ``>= 1`` (each period at least
+    as long as the one before; shorter ones would restart ever faster).  Constant time: the SGDR
+    period holding ``step`` is found in closed form, not by stepping through the periods.
+    """
+    owner = "lr_at"
+    step = _check.integer("step", step, 0, owner=owner)
+    total_steps = _check.positive_int("total_steps", total_steps, owner)
+    steps_per_epoch = _check.positive_int("steps_per_epoch", steps_per_epoch, owner)
+    lr = _check.real("lr", lr, 0, owner=owner)
+    _check.choice("schedule", schedule, SCHEDULES, owner)
+    sgdr_t0 = _check.real("sgdr_t0", sgdr_t0, 0, low_open=True, owner=owner)
+    sgdr_mult = _check.real("sgdr_mult", sgdr_mult, 1, owner=owner)
     if schedule == "constant":
         return lr
     if schedule == "cosine":
         return lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-    t, period = step / steps_per_epoch, sgdr_t0
-    while t >= period - 1e-9:
-        t, period = t - period, period * sgdr_mult
+    t, period = _sgdr_position(step / steps_per_epoch, sgdr_t0, sgdr_mult)
     return lr * 0.5 * (1 + math.cos(math.pi * t / period))
+
+
+def _sgdr_position(t: float, t0: float, mult: float) -> tuple[float, float]:
+    """``(t - start_k, t0 * mult**k)`` for the SGDR period ``k`` holding epoch ``t``: periods
+    ``t0, t0·mult, ...`` start at ``start_k = t0 (mult**k - 1) / (mult - 1)`` (``k·t0`` for
+    ``mult == 1``); a period counts as done ``1e-9`` epochs before its end (rounding)."""
+    x = t + 1e-9
+    if mult == 1:
+        return math.fmod(x, t0) - 1e-9, t0
+
+    def start(k: int) -> float:
+        try:
+            return t0 * (mult ** k - 1) / (mult - 1)
+        except OverflowError:
+            return math.inf
+
+    ratio = x / t0 * (mult - 1)
+    k = int(math.log1p(ratio) / math.log(mult)) if math.isfinite(ratio) else \
+        int((math.log(x) - math.log(t0) + math.log(mult - 1)) / math.log(mult))
+    while k > 0 and start(k) > x:      # rounding of the closed form: at most a step or two
+        k -= 1
+    while start(k + 1) <= x:
+        k += 1
+    return t - start(k), t0 * mult ** k
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -102,7 +140,10 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 
     Returns ``(rank, world_size, device)``; ``(0, 1, cuda or cpu)`` outside torchrun.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE must be an int (set by torchrun), got {os.environ['WORLD_SIZE']!r}") from None
     cuda = torch.cuda.is_available()
     if world > 1 and not dist.is_initialized():
         if cuda:
@@ -119,8 +160,8 @@ def _unpack(data: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
     names = ("train_images", "train_labels", "test_images", "test_labels")
     if all(hasattr(data, n) for n in names):
         return tuple(getattr(data, n) for n in names)  # type: ignore[return-value]
-    raise ValueError("data must be (train_images, train_labels, test_images, test_labels) "
-                     f"or an object with those attributes (mnf.data.load_cifar10()), got {type(data).__name__}")
+    raise _check.ArgumentTypeError("data must be (train_images, train_labels, test_images, test_labels) "
+                                   f"or an object with those attributes (mnf.data.load_cifar10()), got {type(data).__name__}")
 
 
 def check_arch(saved: Any, model: nn.Module, path: Path) -> None:
@@ -135,12 +176,19 @@ def check_arch(saved: Any, model: nn.Module, path: Path) -> None:
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model a checkpoint was written for and load its weights; returns ``(model, checkpoint)``."""
     from mnf.models import build
+    _check.path("path", path, "load_checkpoint")
+    device = _check.device("device", device, "load_checkpoint", optional=False)
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint at {path}")
     ckpt = _read_checkpoint(path, device)
-    model = build(ckpt["arch"]["name"], **ckpt["arch"]["kwargs"]).to(device)
-    model.load_state_dict(ckpt["model"])
+    arch = ckpt["arch"]
+    try:
+        model = build(arch["name"], **arch["kwargs"]).to(device)
+        model.load_state_dict(ckpt["model"])
+    except Exception as error:  # noqa: BLE001 - an architecture or weights this version cannot rebuild
+        raise ValueError(f"{path}: cannot rebuild the model {arch!r} from this checkpoint: "
+                         f"{type(error).__name__}: {error}") from error
     return model, ckpt
 
 
@@ -161,24 +209,36 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
                 newer), else fp16 with a GradScaler (e.g. Colab's T4); bf16 autocast on the CPU.
                 Adder and WHT layers compute in float32 inside autocast regions.
     eval_every  evaluate on the test set every this many epochs (and after the last); NaN otherwise.
-    stop_after  leave after this many epochs of this call (the checkpoint lets a later call go on).
+    stop_after  leave after this many epochs of this call (an int >= 1; the checkpoint lets a later
+                call go on).
+
+    Every argument is checked before anything is trained (``ValueError``, or ``TypeError`` for a
+    wrong type, naming it): counts are ints >= 1, rates and factors finite (``lr``, ``momentum``,
+    ``weight_decay`` >= 0, ``label_smoothing`` in [0, 1], ``sgdr_t0`` > 0, ``sgdr_mult`` >= 1,
+    ``adder_eta`` > 0), flags bools, the data as above with labels the model can predict (one
+    image is run through the model to read its number of outputs), neither set empty; a
+    checkpoint that cannot be resumed raises ``ValueError`` saying why.
 
     In smoke mode (``MNF_SMOKE=1``, :mod:`mnf.budget`) a call runs at most ``SMOKE_CAPS["epochs"]``
     epochs of at most ``SMOKE_CAPS["steps_per_epoch"]`` steps, and logs the work it skipped
     (:func:`mnf.budget.record_work`).
     """
     from mnf.data import batches
-    if schedule not in SCHEDULES:
+    if isinstance(schedule, str) and schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(map(repr, SCHEDULES))}")
-    if epochs < 1 or batch_size < 1 or eval_every < 1:
-        raise ValueError(f"epochs, batch_size and eval_every must be >= 1, got {epochs}, {batch_size}, {eval_every}")
+    data, ckpt = _check_fit(model, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                            nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, sgdr_t0=sgdr_t0,
+                            sgdr_mult=sgdr_mult, label_smoothing=label_smoothing, adder_eta=adder_eta,
+                            augment=augment, device=device, channels_last=channels_last, amp=amp, seed=seed,
+                            out=out, resume=resume, progress=progress, eval_every=eval_every,
+                            stop_after=stop_after)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} must be divisible by the {world} processes")
     device = torch.device(device) if device is not None else (
         torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu"))
-    train_x, train_y, test_x, test_y = (t.to(device) for t in _unpack(data))
+    train_x, train_y, test_x, test_y = (t.to(device) for t in data)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation, same on every rank
 
@@ -199,9 +259,7 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
 
     history, start, step = History(), 0, 0
     path = Path(out) / "checkpoint.pt" if out is not None else None
-    if path is not None and resume and path.is_file():
-        ckpt = _read_checkpoint(path, "cpu")   # RNG states must be CPU tensors; weights are copied to the device
-        check_arch(ckpt.get("arch"), model, path)
+    if ckpt is not None:   # read by _check_fit (onto the CPU: RNG states must be CPU tensors), arch checked
         try:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -211,7 +269,7 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
             generator.set_state(ckpt["rng"]["generator"])
             if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
                 torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
-        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        except Exception as error:  # noqa: BLE001 - whatever a malformed checkpoint makes load_* raise
             raise ValueError(f"cannot resume from {path}: {type(error).__name__}: {error}; "
                              "use another out directory or resume=False") from error
     if path is not None and rank == 0:
@@ -316,6 +374,75 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     return history
 
 
+def check_data(data: Any, owner: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(train_images, train_labels, test_images, test_labels)`` of ``data`` (see :func:`fit`),
+    checked: uint8 ``(N, 3, H, W)`` images (or floats in [0, 255], :func:`mnf.data.check_pixels`),
+    integer class indices ``>= 0`` (returned as int64) of matching length, no empty set."""
+    from mnf.data import check_labels, check_pixels
+    train_x, train_y, test_x, test_y = _unpack(data)
+    out = []
+    for split, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+        check_pixels(x, owner, f"{split}_images")
+        y = check_labels(y, len(x), owner, f"{split}_labels")
+        if len(x) == 0:
+            raise ValueError(f"{owner}: the {split} set is empty ({split}_images of shape {tuple(x.shape)}); "
+                             f"expected at least one image")
+        out += [x, y]
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _check_logits(model: nn.Module, data: tuple, owner: str) -> None:
+    """One image through ``model`` (eval mode, no_grad, its device and dtype): its logits must be
+    ``(1, k)`` with ``k`` above every label, so a label the model cannot predict is refused
+    before training rather than by cross-entropy in the middle of it."""
+    from mnf.data import normalize
+    from mnf.metrics import as_input, model_dtype, probe
+    with probe(model):
+        out = model(as_input(normalize(data[0][:1]), model_device(model), model_dtype(model)))
+    top = max(int(data[1].max()), int(data[3].max()))
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ValueError(f"{owner}: the model must return logits of shape (N, classes), got "
+                         f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    if top >= out.shape[1]:
+        raise ValueError(f"{owner}: the labels go up to {top}, but the model has {out.shape[1]} outputs "
+                         f"(classes 0..{out.shape[1] - 1}); build it with num_classes >= {top + 1}")
+
+
+def _check_fit(model: nn.Module, data: Any, **kw: Any) -> tuple:
+    """:func:`fit`'s arguments checked (see its docstring); returns the checked data and the
+    checkpoint to resume from (``None`` without one), whose architecture has been checked."""
+    owner = "fit"
+    _check.module("model", model, owner)
+    if next((p for p in model.parameters() if p.requires_grad), None) is None:
+        raise ValueError(f"{owner}: the model has no trainable parameters")
+    for name in ("epochs", "batch_size", "eval_every"):
+        _check.positive_int(name, kw[name], owner)
+    _check.optional_int("stop_after", kw["stop_after"], 1, owner)
+    for name in ("lr", "momentum", "weight_decay"):
+        _check.real(name, kw[name], 0, owner=owner)
+    _check.real("label_smoothing", kw["label_smoothing"], 0, 1, owner=owner)
+    _check.optional_real("sgdr_t0", kw["sgdr_t0"], 0, low_open=True, owner=owner)
+    _check.real("sgdr_mult", kw["sgdr_mult"], 1, owner=owner)
+    _check.optional_real("adder_eta", kw["adder_eta"], 0, low_open=True, owner=owner)
+    for name in ("nesterov", "augment", "channels_last", "resume", "progress"):
+        _check.flag(name, kw[name], owner)
+    _check.optional_flag("amp", kw["amp"], owner)
+    _check.choice("schedule", kw["schedule"], SCHEDULES, owner)
+    _check.device("device", kw["device"], owner)
+    _check.integer("seed", kw["seed"], -2**63, 2**64 - 1, owner)
+    out = _check.path("out", kw["out"], owner, optional=True)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"{owner}: out={str(out)!r} is a file; expected a directory for history and checkpoint")
+    ckpt = None
+    path = Path(out) / "checkpoint.pt" if out is not None else None
+    if path is not None and kw["resume"] and path.is_file():   # a run to resume: its architecture first
+        ckpt = _read_checkpoint(path, "cpu")   # RNG states must be CPU tensors; weights are copied to the device
+        check_arch(ckpt.get("arch"), model, path)
+    checked = check_data(data, owner)
+    _check_logits(model, checked, owner)
+    return checked, ckpt
+
+
 @dataclass
 class Plan:
     """What :func:`plan_training` chose: ``epochs`` of :func:`fit` on ``data`` (the given data, or a
@@ -347,11 +474,24 @@ def plan_training(model: nn.Module, data: Any, *, seconds: float | None, max_epo
     import statistics
 
     from mnf.data import batches, stratified_subset
-    if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
-        raise ValueError(f"plan_training: got max_epochs={max_epochs!r}, expected an int >= 1")
-    if seconds is not None and (not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0):
-        raise ValueError(f"plan_training: got seconds={seconds!r}, expected a positive number or None")
-    train_x, train_y, test_x, test_y = _unpack(data)
+    owner = "plan_training"
+    if not _check.is_int(max_epochs) or max_epochs < 1:
+        raise (ValueError if _check.is_int(max_epochs) else _check.ArgumentTypeError)(
+            f"plan_training: got max_epochs={max_epochs!r}, expected an int >= 1")
+    if seconds is not None:
+        real = isinstance(seconds, (int, float, np.integer, np.floating)) and not isinstance(seconds, bool)
+        if not real or not math.isfinite(seconds) or seconds <= 0:
+            raise (ValueError if real else _check.ArgumentTypeError)(
+                f"plan_training: got seconds={seconds!r}, expected a positive number or None")
+    _check.module("model", model, owner)
+    batch_size = _check.positive_int("batch_size", batch_size, owner)
+    probe_steps = _check.positive_int("probe_steps", probe_steps, owner)
+    for name, value in (("channels_last", channels_last), ("verbose", verbose)):
+        _check.flag(name, value, owner)
+    _check.optional_flag("amp", amp, owner)
+    device = _check.device("device", device, owner)
+    train_x, train_y, test_x, test_y = check_data(data, owner)
+    _check_logits(model, (train_x, train_y, test_x, test_y), owner)
     if seconds is None:
         return Plan(max_epochs, (train_x, train_y, test_x, test_y), "epochs fixed by the budget")
     device = torch.device(device) if device is not None else model_device(model)
@@ -406,6 +546,7 @@ def plan_training(model: nn.Module, data: Any, *, seconds: float | None, max_epo
 def amp_dtype_for(device: torch.device) -> torch.dtype:
     """The autocast dtype :func:`fit` uses on ``device``: bf16 on CPUs and on GPUs with native bf16
     (compute capability >= 8.0), else fp16 (GPUs such as the T4 emulate bf16 convolutions slowly)."""
+    device = _check.device("device", device, "amp_dtype_for", optional=False, available=False)
     if device.type != "cuda":
         return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
@@ -416,7 +557,10 @@ def _read_checkpoint(path: Path, device: torch.device | str) -> dict:
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # noqa: BLE001 - corrupt, truncated or foreign files
-        raise ValueError(f"{path} is not a readable mnf checkpoint: {error}") from error
+        size = path.stat().st_size if path.exists() else 0
+        what = "an empty file" if size == 0 else f"{size:,} bytes"
+        raise ValueError(f"{path} is not a readable mnf checkpoint ({what}; torch.load raised "
+                         f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no message'})") from error
     if not isinstance(ckpt, dict) or "model" not in ckpt or not ckpt.get("arch"):
         raise ValueError(f"{path} is not an mnf checkpoint with an architecture (keys: "
                          f"{sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__})")

@@ -13,6 +13,8 @@ float64 tensors of one dtype.
 """
 import torch
 
+from mnf import _check
+
 FILTER_GRADS = ("full", "sign")
 HALF = (torch.float16, torch.bfloat16)  # computed in float32: the kernels have no half types
 
@@ -33,8 +35,9 @@ def _numpy(t: torch.Tensor):
     return t.detach().numpy()
 
 
-class Adder2dFunction(torch.autograd.Function):
-    """``Y = adder2d(x, weight)`` with the AdderNet surrogate backward (see module docstring)."""
+class _Adder2dKernels(torch.autograd.Function):
+    """:class:`Adder2dFunction` without the argument check: what :func:`adder2d` applies after
+    checking (once) and casting the arguments itself."""
 
     @staticmethod
     def forward(ctx, x, weight, stride, padding, groups, filter_grad):
@@ -63,17 +66,50 @@ class Adder2dFunction(torch.autograd.Function):
         return dx, dw, None, None, None, None
 
 
+class Adder2dFunction(_Adder2dKernels):
+    """``Y = adder2d(x, weight)`` with the AdderNet surrogate backward (see module docstring).
+
+    ``Adder2dFunction.apply(x, weight, stride, padding, groups, filter_grad)`` checks its
+    arguments as :func:`adder2d` does and takes float32 or float64 tensors of one dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding, groups, filter_grad):
+        check(x, weight, stride, padding, groups, filter_grad)
+        if x.dtype not in (torch.float32, torch.float64) or weight.dtype != x.dtype:  # adder2d upcasts
+            raise ValueError(f"Adder2dFunction: got dtypes {x.dtype} and {weight.dtype}, expected both "
+                             "float32 or both float64 (adder2d computes float16/bfloat16 in float32)")
+        return _Adder2dKernels.forward(ctx, x, weight, int(stride), int(padding), int(groups), filter_grad)
+
+
 def output_size(h: int, w: int, kernel: tuple[int, int], stride: int, padding: int) -> tuple[int, int]:
-    """Output height and width of an adder (or convolution) layer."""
-    return (h + 2 * padding - kernel[0]) // stride + 1, (w + 2 * padding - kernel[1]) // stride + 1
+    """Output height and width of an adder (or convolution) layer: ``(H + 2p - kh) // s + 1``, ...
+
+    ``ValueError`` when the kernel is larger than the padded input (no output position).
+    """
+    h, w = (_check.integer(n, v, 0, owner="output_size") for n, v in (("h", h), ("w", w)))
+    if not isinstance(kernel, (tuple, list)) or len(kernel) != 2:
+        raise _check.ArgumentTypeError(f"output_size: kernel must be a pair (kh, kw), got {kernel!r}")
+    kh, kw = (_check.positive_int(n, v, owner="output_size") for n, v in (("kernel[0]", kernel[0]),
+                                                                           ("kernel[1]", kernel[1])))
+    stride = _check.positive_int("stride", stride, owner="output_size")
+    padding = _check.integer("padding", padding, 0, owner="output_size")
+    if kh > h + 2 * padding or kw > w + 2 * padding:
+        raise ValueError(f"output_size: kernel {kh}x{kw} is larger than the padded input "
+                         f"{h + 2 * padding}x{w + 2 * padding}")
+    return (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
 
 
 def check(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int,
           filter_grad: str = "full") -> None:
     """Raise ``ValueError`` unless the arguments describe a valid adder convolution.
 
-    float16/bfloat16 tensors are accepted as float32 (:func:`adder2d` casts them).
+    float16/bfloat16 tensors are accepted as float32 (:func:`adder2d` casts them). Sizes are
+    computed with Python ints, and arguments whose buffers could not exist on any machine
+    (:data:`mnf._check.MAX_BYTES`) are refused before anything is allocated.
     """
+    _check.tensor("x", x, owner="adder2d")
+    _check.tensor("weight", weight, owner="adder2d")
     if x.dim() != 4:
         raise ValueError(f"adder2d: got input of shape {tuple(x.shape)}, expected rank 4 (N, C, H, W)")
     if weight.dim() != 4:
@@ -84,12 +120,12 @@ def check(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, grou
                          "expected both float32 or both float64 (float16/bfloat16 count as float32)")
     if x.device != weight.device:
         raise ValueError(f"adder2d: got input on {x.device} and weight on {weight.device}, expected one device")
-    if not (isinstance(stride, int) and stride >= 1) or not (isinstance(padding, int) and padding >= 0):
-        raise ValueError(f"adder2d: got stride={stride!r}, padding={padding!r}, expected ints >= 1 and >= 0")
-    if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"adder2d: got groups={groups!r}, expected an int >= 1")
-    if filter_grad not in FILTER_GRADS:
-        raise ValueError(f"adder2d: got filter_grad={filter_grad!r}, expected one of {FILTER_GRADS}")
+    if x.layout != torch.strided or weight.layout != torch.strided:
+        raise ValueError(f"adder2d: got layouts {x.layout} and {weight.layout}, expected dense (strided) tensors")
+    stride = _check.positive_int("stride", stride, owner="adder2d")
+    padding = _check.integer("padding", padding, 0, owner="adder2d")
+    _check.positive_int("groups", groups, owner="adder2d")
+    _check.choice("filter_grad", filter_grad, FILTER_GRADS, owner="adder2d")
     n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
     if c % groups or o % groups:
@@ -104,6 +140,17 @@ def check(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, grou
     if n == 0 or o == 0:
         raise ValueError(f"adder2d: got an empty batch or no filters (input {tuple(x.shape)}, "
                          f"weight {tuple(weight.shape)}), expected N >= 1 and O >= 1")
+    # Python ints: the kernels size their buffers in int64, which absurd paddings would wrap
+    hp, wp = h + 2 * padding, w + 2 * padding
+    oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    sizes = {"padded input": n * c * hp * wp + kh * wp + kw, "output": n * o * oh * ow,
+             "input-gradient buffers": c * n * (oh + 2 * kh) * (ow + 2 * kw) + (padding + kh) * (ow + 2 * kw)
+             + padding + kw}
+    item = 8 if cx == torch.float64 else 4
+    if max(sizes.values()) * item > _check.memory_bytes():
+        what = max(sizes, key=sizes.get)
+        _check.size(f"the {what} (x {tuple(x.shape)}, weight {tuple(weight.shape)}, stride={stride}, "
+                    f"padding={padding})", sizes[what], item, "adder2d")
 
 
 def upcast(t: torch.Tensor) -> torch.Tensor:
@@ -134,4 +181,4 @@ def adder2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int
     """
     check(x, weight, stride, padding, groups, filter_grad)
     x, weight = upcast(x), upcast(weight)  # the kernels are float32 / float64 only
-    return Adder2dFunction.apply(x, weight, stride, padding, groups, filter_grad)
+    return _Adder2dKernels.apply(x, weight, int(stride), int(padding), int(groups), filter_grad)

@@ -25,6 +25,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from mnf import _check
 from mnf.metrics import model_device, model_dtype, probe
 
 
@@ -117,13 +118,12 @@ def choose_rank(singular_values: Tensor, rank: int | None = None, energy: float 
     singular values sum to at least ``energy`` (0 < energy <= 1) of the total."""
     if (rank is None) == (energy is None):
         raise ValueError(f"give exactly one of rank and energy, got rank={rank!r}, energy={energy!r}")
+    _check.tensor("singular_values", singular_values, "choose_rank", ndim=1)
     full = len(singular_values)
     if rank is not None:
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be a positive int, got {rank!r}")
+        rank = _check.positive_int("rank", rank, "choose_rank")
         return min(rank, full)
-    if not 0 < energy <= 1:
-        raise ValueError(f"energy must be in (0, 1], got {energy!r}")
+    energy = _check.real("energy", energy, 0, 1, low_open=True, owner="choose_rank")
     power = singular_values.double() ** 2
     kept = torch.cumsum(power, 0) / power.sum().clamp_min(1e-300)
     return min(full, int((kept < energy - 1e-12).sum()) + 1)   # a comparison: no tensor on another device
@@ -131,6 +131,11 @@ def choose_rank(singular_values: Tensor, rank: int | None = None, energy: float 
 
 def svd_factors(weight: Tensor, rank: int) -> tuple[Tensor, Tensor]:
     """``(A, B)`` with ``A`` ``(m, r)`` and ``B`` ``(r, n)`` minimising ``||W − A·B||_F`` (Eckart–Young)."""
+    _check.floating_tensor("weight", weight, "svd_factors")
+    if weight.dim() != 2 or weight.numel() == 0:
+        raise ValueError(f"svd_factors: weight must be a non-empty (m, n) matrix, got shape {tuple(weight.shape)}")
+    rank = _check.positive_int("rank", rank, "svd_factors")
+    _check.finite_tensor("weight", weight, "svd_factors", "weights")
     u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
     a = u[:, :rank]
     b = s[:rank, None] * vh[:rank]
@@ -145,6 +150,7 @@ def factorize_layer(layer: nn.Module, rank: int | None = None, energy: float | N
     """
     check_layer(layer, name)
     w = weight_matrix(layer)
+    _check.finite_tensor("weight", w, name, "weights (SVD of NaN or infinite weights is undefined)")
     m, n = w.shape
     u, s, vh = torch.linalg.svd(w.double(), full_matrices=False)
     r = choose_rank(s, rank, energy)
@@ -203,6 +209,22 @@ def factorize(model: nn.Module, rank: int | None = None, energy: float | None = 
     """
     if (rank is None) == (energy is None):
         raise ValueError(f"give exactly one of rank and energy, got rank={rank!r}, energy={energy!r}")
+    owner = "factorize"
+    _check.module("model", model, owner)
+    _check.flag("only_if_smaller", only_if_smaller, owner)
+    if rank is not None:
+        _check.positive_int("rank", rank, owner)
+    else:
+        _check.real("energy", energy, 0, 1, low_open=True, owner=owner)
+    if input_size is not None:
+        if not isinstance(input_size, (tuple, list)) or not all(_check.is_int(d) for d in input_size):
+            raise _check.ArgumentTypeError(f"{owner}: input_size must be a tuple of positive ints such as "
+                                           f"(1, 3, 32, 32), got {input_size!r}")
+        if not input_size or min(input_size) < 1:
+            raise ValueError(f"{owner}: input_size must be a tuple of positive ints such as (1, 3, 32, 32), "
+                             f"got {input_size!r}")
+    if layers is not None and (isinstance(layers, str) or not isinstance(layers, Iterable)):
+        raise _check.ArgumentTypeError(f"{owner}: layers must be an iterable of layer names or None, got {layers!r}")
     if type(model) in (nn.Linear, nn.Conv2d):
         raise TypeError(f"factorize() replaces layers inside a model; for a bare {type(model).__name__} "
                         "use factorize_layer(), which returns the replacement")
@@ -219,6 +241,8 @@ def factorize(model: nn.Module, rank: int | None = None, energy: float | None = 
             check_layer(modules[n], n)
     if not names:
         raise ValueError(f"{type(model).__name__} has no nn.Linear or ungrouped nn.Conv2d to factorize")
+    for n in names:   # all checked before any layer is replaced
+        _check.finite_tensor("weight", modules[n].weight, n, "weights (SVD of NaN or infinite weights is undefined)")
     positions = _positions(model, names, input_size) if input_size is not None else {}
     report = FactorizationReport(positions_known=input_size is not None)
     for n in names:

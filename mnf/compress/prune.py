@@ -31,6 +31,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
+from mnf import _check
 from mnf.metrics import as_input, model_device, model_dtype, probe
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
@@ -156,12 +157,23 @@ def find_chains(model: nn.Module) -> list[Chain]:
 
 
 def _inputs(data: Any, batch_size: int = 256) -> Iterable[Tensor]:
+    """Batches of model inputs from ``data``, each checked: a tensor of finite values (a NaN or
+    infinite input would turn the activation statistics, and through ``fold`` the model, to NaN)."""
     if isinstance(data, Tensor):
+        if data.dim() == 0:
+            raise ValueError("activation_counts: data must be a batch of inputs (N, ...), got a 0-d tensor")
+        _check.finite_tensor("data", data, "activation_counts", "inputs")
         for start in range(0, len(data), batch_size):
             yield data[start:start + batch_size]
         return
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise _check.ArgumentTypeError(f"activation_counts: data must be a tensor of inputs or an iterable of "
+                                       f"batches, got {type(data).__name__}")
     for item in data:
-        yield item[0] if isinstance(item, (tuple, list)) else item
+        x = item[0] if isinstance(item, (tuple, list)) and item else item
+        _check.tensor("data's batches", x, "activation_counts")
+        _check.finite_tensor("data's batches", x, "activation_counts", "inputs")
+        yield x
 
 
 def activation_counts(model: nn.Module, data: Any, chains: list[Chain] | None = None) -> dict[str, UnitStats]:
@@ -175,6 +187,7 @@ def activation_counts(model: nn.Module, data: Any, chains: list[Chain] | None = 
     raises.  The counts are accumulated on the model's device; the returned statistics are CPU
     tensors.
     """
+    _check.module("model", model, "activation_counts")
     chains = find_chains(model) if chains is None else chains
     stats: dict[str, list] = {c.name: [0, 0.0, 0] for c in chains}
 
@@ -196,7 +209,11 @@ def activation_counts(model: nn.Module, data: Any, chains: list[Chain] | None = 
         count, total, seen = stats[c.name]
         if seen == 0:
             raise ValueError(f"{c.name}: its activation never ran; is the data empty or the chain unused?")
-        out[c.name] = UnitStats(count.cpu(), (total / seen).cpu(), seen)
+        mean = (total / seen).cpu()
+        if not bool(torch.isfinite(mean).all()):
+            raise ValueError(f"{c.name}: its activations are NaN or infinite on this data (the model's weights "
+                             "are not finite, or overflow); counting them would prune at random")
+        out[c.name] = UnitStats(count.cpu(), mean, seen)
     return out
 
 
@@ -267,6 +284,16 @@ def prune_chain(chain: Chain, keep: Tensor, mean: Tensor | None = None) -> None:
     """Rebuild the chain's layers in place keeping units ``keep`` (indices; ``mean``: the units'
     mean outputs to fold, ``(units,)``).  Both may be on any device: the new layers are built on
     the old ones' device and dtype."""
+    _check.instance("chain", chain, Chain, "a Chain (mnf.compress.find_chains)", "prune_chain")
+    _check.tensor("keep", keep, "prune_chain", ndim=1)
+    if keep.is_floating_point() or keep.dtype == torch.bool:
+        raise _check.ArgumentTypeError(f"prune_chain: keep must be an integer tensor of unit indices, got {keep.dtype}")
+    if len(keep) == 0 or int(keep.min()) < 0 or int(keep.max()) >= chain.units or len(keep.unique()) != len(keep):
+        raise ValueError(f"prune_chain: keep must be distinct unit indices in 0..{chain.units - 1}, at least one, "
+                         f"got {keep.tolist() if len(keep) <= 20 else f'{len(keep)} indices'}")
+    if mean is not None and (_check.tensor("mean", mean, "prune_chain").shape != (chain.units,)
+                             or not bool(torch.isfinite(mean).all())):
+        raise ValueError(f"prune_chain: mean must be ({chain.units},) finite unit means, got shape {tuple(mean.shape)}")
     seq = chain.parent
     keep = keep.sort().values.to(seq[chain.producer].weight.device)
     mask = torch.ones(chain.units, dtype=torch.bool, device=keep.device)
@@ -302,7 +329,20 @@ def prune(model: nn.Module, data: Any, threshold: float = 0, *, rate: float | No
                 ValueError saying why.  ``None``: every chain :func:`find_chains` finds.
     fold        add each removed unit's mean output to the reading layer's bias.
     min_units   never leave a chain with fewer units (the most active are kept).
+
+    ``threshold`` finite, >= 0; ``rate`` in [0, 1]; ``min_units`` an int >= 1; ``data`` finite
+    (a NaN or infinite input, or activations that are, raise ``ValueError``: their statistics
+    would prune at random and ``fold`` would write NaN into the model).  Nothing is changed
+    before every argument has passed.
     """
+    owner = "prune"
+    _check.module("model", model, owner)
+    _check.real("threshold", threshold, 0, owner=owner)
+    _check.optional_real("rate", rate, 0, 1, owner=owner)
+    _check.flag("fold", fold, owner)
+    min_units = _check.positive_int("min_units", min_units, owner)
+    if layers is not None and (isinstance(layers, str) or not isinstance(layers, Iterable)):
+        raise _check.ArgumentTypeError(f"{owner}: layers must be an iterable of layer names or None, got {layers!r}")
     chains = find_chains(model)
     if layers is not None:
         by_name = {c.name: c for c in chains}

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnf import _check
+
 
 def _check_bits(bits: int) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
-        raise ValueError(f"bits must be an int in [2, 16] (symmetric quantization needs a sign bit "
-                         f"and one magnitude bit), got {bits!r}")
-    return bits
+    """``bits`` as an int in [2, 16] (symmetric quantization needs a sign bit and a magnitude bit)."""
+    return _check.integer("bits", bits, 2, 16)
 
 
 def quantize_tensor(w: Tensor, bits: int = 8, per_channel: bool = True) -> tuple[Tensor, Tensor]:
@@ -41,8 +41,15 @@ def quantize_tensor(w: Tensor, bits: int = 8, per_channel: bool = True) -> tuple
     shape, and ``scale`` of shape ``(C, 1, ..., 1)`` per channel (axis 0) or ``()`` per tensor,
     so that ``q * scale`` approximates ``w`` with ``|w − q·scale| <= scale / 2``."""
     _check_bits(bits)
+    _check.floating_tensor("w", w, "quantize_tensor")
+    per_channel = _check.flag("per_channel", per_channel, "quantize_tensor")
+    _check.finite_tensor("w", w, "quantize_tensor", "weights (a NaN or infinite weight has no integer level)")
     qmax = 2 ** (bits - 1) - 1
     w = w.detach()
+    if w.numel() == 0:   # nothing to quantize: no levels, unit scales of the documented shape
+        shape = (w.shape[0],) + (1,) * (w.dim() - 1) if per_channel and w.dim() > 1 else ()
+        return torch.zeros(w.shape, dtype=torch.int8 if bits <= 8 else torch.int16, device=w.device), \
+            torch.ones(shape, device=w.device)
     if per_channel and w.dim() > 1:
         peak = w.abs().reshape(w.shape[0], -1).amax(1).reshape((-1,) + (1,) * (w.dim() - 1))
     else:
@@ -54,6 +61,8 @@ def quantize_tensor(w: Tensor, bits: int = 8, per_channel: bool = True) -> tuple
 
 def dequantize(q: Tensor, scale: Tensor) -> Tensor:
     """``q · scale`` as float32."""
+    _check.tensor("q", q, "dequantize")
+    _check.tensor("scale", scale, "dequantize")
     return q.float() * scale
 
 
@@ -86,6 +95,7 @@ class QuantizedLinear(_Quantized):
 
     def __init__(self, layer: nn.Linear, bits: int = 8, per_channel: bool = True):
         super().__init__()
+        _check.instance("layer", layer, nn.Linear, "an nn.Linear", "QuantizedLinear")
         self.in_features, self.out_features = layer.in_features, layer.out_features
         self._store(layer.weight, layer.bias, bits, per_channel)
 
@@ -105,6 +115,7 @@ class QuantizedConv2d(_Quantized):
 
     def __init__(self, layer: nn.Conv2d, bits: int = 8, per_channel: bool = True):
         super().__init__()
+        _check.instance("layer", layer, nn.Conv2d, "an nn.Conv2d", "QuantizedConv2d")
         self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.kernel_size, self.stride, self.padding = layer.kernel_size, layer.stride, layer.padding
         self.dilation, self.groups, self.padding_mode = layer.dilation, layer.groups, layer.padding_mode
@@ -210,10 +221,22 @@ def _float_params(model: nn.Module, names: list[str]) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in quantized)
 
 
-def _start(model: nn.Module, layers, bits: int, allow_adder: bool):
-    """Checked bit width, the selected layer names, name→module, and a report with the float count."""
+def _start(model: nn.Module, layers, bits: int, allow_adder: bool, per_channel: bool):
+    """Checked arguments (all of them before any layer changes), the selected layer names,
+    name→module, and a report with the float count."""
+    owner = "fake_quantize" if allow_adder else "quantize"
     _check_bits(bits)
+    _check.module("model", model, owner)
+    _check.flag("per_channel", per_channel, owner)
+    if layers is not None and (isinstance(layers, str) or not isinstance(layers, Iterable)):
+        raise _check.ArgumentTypeError(f"{owner}: layers must be an iterable of layer names or None, got {layers!r}")
     names = _select(model, layers, allow_adder=allow_adder)
+    modules = dict(model.named_modules())
+    for n in names:
+        w = modules[n].weight
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(f"{owner}: {n}'s weight holds {int((~torch.isfinite(w)).sum())} NaN or infinite "
+                             "values, which have no integer level; nothing was changed")
     report = QuantReport()
     report.float_params = _float_params(model, names)
     return names, dict(model.named_modules()), report
@@ -226,7 +249,7 @@ def quantize(model: nn.Module, bits: int = 8, per_channel: bool = True,
     layers  names to quantize; ``None``: every nn.Linear and nn.Conv2d.  A named layer of another
             kind raises TypeError naming it.
     """
-    names, modules, report = _start(model, layers, bits, allow_adder=False)
+    names, modules, report = _start(model, layers, bits, allow_adder=False, per_channel=per_channel)
     for n in names:
         m = modules[n]
         report.rows.append(_row(n, m, m.weight, bits, per_channel))
@@ -239,7 +262,7 @@ def quantize(model: nn.Module, bits: int = 8, per_channel: bool = True,
 def fake_quantize(model: nn.Module, bits: int, per_channel: bool = True,
                   layers: Iterable[str] | None = None) -> QuantReport:
     """Round the weights of Linear / Conv2d / Adder2d layers of ``model`` in place to ``bits`` bits."""
-    names, modules, report = _start(model, layers, bits, allow_adder=True)
+    names, modules, report = _start(model, layers, bits, allow_adder=True, per_channel=per_channel)
     for n in names:
         m = modules[n]
         report.rows.append(_row(n, m, m.weight, bits, per_channel))

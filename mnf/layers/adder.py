@@ -4,6 +4,7 @@ import math
 import torch
 from torch import nn
 
+from mnf import _check
 from mnf.adder import adder2d
 from mnf.adder.function import FILTER_GRADS
 
@@ -32,19 +33,26 @@ class Adder2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, groups: int = 1, bias: bool = False, filter_grad: str = "full"):
         super().__init__()
+        in_channels, out_channels, kernel_size, stride, groups = (
+            _check.positive_int(name, value, owner="Adder2d") for name, value in
+            (("in_channels", in_channels), ("out_channels", out_channels), ("kernel_size", kernel_size),
+             ("stride", stride), ("groups", groups)))
+        padding = _check.integer("padding", padding, 0, owner="Adder2d")
+        bias = _check.flag("bias", bias, owner="Adder2d")
+        _check.choice("filter_grad", filter_grad, FILTER_GRADS, owner="Adder2d")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Adder2d: got in_channels={in_channels}, out_channels={out_channels}, "
                              f"groups={groups}, expected channels divisible by groups")
-        if not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(f"Adder2d: got kernel_size={kernel_size!r}, expected an int >= 1")
-        if filter_grad not in FILTER_GRADS:
-            raise ValueError(f"Adder2d: got filter_grad={filter_grad!r}, expected one of {FILTER_GRADS}")
+        _check.size(f"the weight of in_channels={in_channels}, out_channels={out_channels}, "
+                    f"kernel_size={kernel_size}, groups={groups}",
+                    out_channels * (in_channels // groups) * kernel_size ** 2, 4, "Adder2d")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.stride, self.padding, self.groups, self.filter_grad = stride, padding, groups, filter_grad
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels // groups, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check.tensor("x", x, owner="Adder2d")
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"Adder2d: got input of shape {tuple(x.shape)}, "
                              f"expected (N, {self.in_channels}, H, W)")
@@ -61,8 +69,10 @@ def adaptive_scale(grad: torch.Tensor, eta: float = 0.2) -> torch.Tensor:
     """``alpha_l * grad`` with the local rate ``alpha_l = eta * sqrt(k) / ||grad||_2`` (eq. 3.9).
 
     ``k = grad.numel()``. The result has L2 norm ``eta * sqrt(k)`` (RMS ``eta``) whatever the
-    layer's raw gradient scale; a zero gradient is returned unchanged.
+    layer's raw gradient scale; a zero gradient is returned unchanged. ``eta``: finite, > 0.
     """
+    _check.tensor("grad", grad, owner="adaptive_scale")
+    eta = _check.real("eta", eta, 0, low_open=True, owner="adaptive_scale")
     norm = torch.linalg.vector_norm(grad)
     if norm == 0:
         return grad
@@ -82,7 +92,7 @@ def adaptive_lr(model: nn.Module, eta: float = 0.2) -> list:
     by ``alpha_l``. With gradient accumulation each backward pass is normalised separately.
     Returns the hook handles; call ``h.remove()`` on each to switch the rule off.
     """
-    if eta <= 0:
-        raise ValueError(f"adaptive_lr: got eta={eta!r}, expected a positive float")
+    _check.module("model", model, owner="adaptive_lr")
+    eta = _check.real("eta", eta, 0, low_open=True, owner="adaptive_lr")
     return [m.weight.register_hook(lambda g: adaptive_scale(g, eta))
             for m in model.modules() if isinstance(m, Adder2d)]

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 
 from torch import nn
 
+from mnf import _check
 from mnf.layers.wht import WHTPointwise
 
 Select = Callable[[str, nn.Conv2d], bool] | Iterable[str]
@@ -88,10 +89,17 @@ def swap_layers(model: nn.Module, select: Select, factory: Factory = wht_factory
     Returns:
         A :class:`SwapReport` with one row per replaced layer and the model's parameter totals.
     """
+    _check.module("model", model, "swap_layers")
+    if not callable(factory):
+        raise _check.ArgumentTypeError(f"swap_layers: factory must be a callable conv -> nn.Module, got "
+                                       f"{type(factory).__name__}")
     modules = dict(model.named_modules())
     if callable(select):
         names = [n for n, m in modules.items() if is_pointwise(m) and select(n, m)]
     else:
+        if not isinstance(select, (str, Iterable)):
+            raise _check.ArgumentTypeError(f"swap_layers: select must be a callable (name, conv) -> bool or an "
+                                           f"iterable of module names, got {type(select).__name__}")
         names = [select] if isinstance(select, str) else list(select)
         for n in names:
             if n not in modules:
@@ -102,7 +110,11 @@ def swap_layers(model: nn.Module, select: Select, factory: Factory = wht_factory
     report = SwapReport(model_before=_count(model))
     for name in names:
         conv = modules[name]
-        new = factory(conv).to(device=conv.weight.device, dtype=conv.weight.dtype)
+        new = factory(conv)
+        if not isinstance(new, nn.Module):
+            raise _check.ArgumentTypeError(f"swap_layers: factory({name}) returned {type(new).__name__}, "
+                                           "expected an nn.Module")
+        new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
         model.set_submodule(name, new)
         report.rows.append(SwapRow(name, conv.in_channels, conv.out_channels, conv.stride[0],
                                    _count(conv), _count(new)))

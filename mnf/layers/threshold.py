@@ -26,16 +26,47 @@ of :class:`Threshold` one multiplication per coefficient.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
+
+import numpy as np
 
 import torch
 from torch import Tensor, nn
 
+from mnf import _check
+
 KINDS = ("soft", "hard", "smooth")
 
 
+def _check_args(x: Tensor, t: Tensor | float, owner: str) -> None:
+    """``x`` a floating tensor, ``t`` a finite number or tensor ``>= 0`` that broadcasts to ``x``'s shape."""
+    _check.floating_tensor("x", x, owner)
+    if isinstance(t, Tensor):
+        try:
+            shape = torch.broadcast_shapes(x.shape, t.shape)
+        except RuntimeError:
+            shape = None
+        if shape != x.shape:
+            raise ValueError(f"{owner}: t of shape {tuple(t.shape)} must broadcast to x's shape {tuple(x.shape)}")
+        if t.numel() and not bool(((t >= 0) & torch.isfinite(t)).all()):
+            raise ValueError(f"{owner}: t must hold finite thresholds >= 0, got values in "
+                             f"[{t.min().item():.3g}, {t.max().item():.3g}]")
+    else:
+        _check.real("t", t, 0, owner=owner)
+
+
 def soft_threshold(x: Tensor, t: Tensor | float) -> Tensor:
-    """``sign(x)·max(|x| − t, 0)`` (eq. 3.3.1 of [gozler2022]); ``t >= 0`` broadcasts against ``x``."""
+    """``sign(x)·max(|x| − t, 0)`` (eq. 3.3.1 of [gozler2022]); ``t >= 0`` broadcasts against ``x``.
+
+    ``x`` a floating-point tensor; ``t`` a finite number or a tensor whose broadcast with ``x``
+    has ``x``'s shape, all ``>= 0`` (else ``ValueError``; ``TypeError`` for other types).
+    """
+    _check_args(x, t, "soft_threshold")
+    return _soft(x, t)
+
+
+def _soft(x: Tensor, t: Tensor | float) -> Tensor:
     return torch.sign(x) * torch.relu(x.abs() - t)
 
 
@@ -68,35 +99,69 @@ def _sum_to(g: Tensor, shape: torch.Size) -> Tensor:
 
 
 def hard_threshold(x: Tensor, t: Tensor | float) -> Tensor:
-    """``x·1[|x| > t]``; ``dy/dt`` is the soft threshold's (a surrogate, see the module doc)."""
+    """``x·1[|x| > t]``; ``dy/dt`` is the soft threshold's (a surrogate, see the module doc).
+
+    Arguments as for :func:`soft_threshold`.
+    """
+    _check_args(x, t, "hard_threshold")
+    return _hard(x, t)
+
+
+def _hard(x: Tensor, t: Tensor | float) -> Tensor:
     if not isinstance(t, Tensor):
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     return _Hard.apply(x, t)
 
 
 def smooth_threshold(x: Tensor, t: Tensor | float) -> Tensor:
-    """``tanh(x)·max(|x| − t, 0)`` ([pan2021fast]); ``t >= 0`` broadcasts against ``x``."""
+    """``tanh(x)·max(|x| − t, 0)`` ([pan2021fast]); ``t >= 0`` broadcasts against ``x``.
+
+    Arguments as for :func:`soft_threshold`.
+    """
+    _check_args(x, t, "smooth_threshold")
+    return _smooth(x, t)
+
+
+def _smooth(x: Tensor, t: Tensor | float) -> Tensor:
     return torch.tanh(x) * torch.relu(x.abs() - t)
 
 
 FUNCTIONS = {"soft": soft_threshold, "hard": hard_threshold, "smooth": smooth_threshold}
+_UNCHECKED = {"soft": _soft, "hard": _hard, "smooth": _smooth}
 
 
 def check_kind(kind: str) -> str:
     """Return ``kind`` if it is one of ``KINDS``, else raise ``ValueError``."""
+    if not isinstance(kind, str):
+        raise _check.ArgumentTypeError(f"threshold kind must be one of {KINDS}, got {kind!r} of type "
+                                       f"{type(kind).__name__}")
     if kind not in KINDS:
         raise ValueError(f"threshold kind must be one of {KINDS}, got {kind!r}")
     return kind
 
 
 def threshold(x: Tensor, t: Tensor | float, kind: str = "soft") -> Tensor:
-    """Apply the ``kind`` threshold (``"soft" | "hard" | "smooth"``) with thresholds ``t >= 0``."""
+    """Apply the ``kind`` threshold (``"soft" | "hard" | "smooth"``) with thresholds ``t >= 0``
+    (arguments checked as for :func:`soft_threshold`)."""
     return FUNCTIONS[check_kind(kind)](x, t)
+
+
+def apply_unchecked(x: Tensor, t: Tensor, kind: str) -> Tensor:
+    """:func:`threshold` without the argument checks, for layers whose ``t`` is ``|θ|`` already
+    (no device synchronisation in a forward pass)."""
+    return _UNCHECKED[kind](x, t)
 
 
 def init_tensor(init: float | Tensor, shape: tuple[int, ...], name: str = "init") -> Tensor:
     """A float tensor of ``shape`` from a scalar or a broadcastable tensor; ``ValueError`` if < 0."""
-    value = torch.as_tensor(init, dtype=torch.get_default_dtype())
+    if not isinstance(init, (Tensor, numbers.Real, np.ndarray)) or isinstance(init, (bool, np.bool_)):
+        raise _check.ArgumentTypeError(f"{name} must be a number or a tensor of thresholds >= 0, got "
+                                       f"{_check._shown(init)} of type {type(init).__name__}")
+    try:
+        value = torch.as_tensor(init, dtype=torch.get_default_dtype())
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise _check.ArgumentTypeError(f"{name} must be a number or a tensor of thresholds >= 0, got "
+                                       f"{_check._shown(init)} ({error})") from None
     if not torch.isfinite(value).all() or (value < 0).any():
         raise ValueError(f"{name} must be finite and >= 0 (thresholds are non-negative), got {init!r}")
     try:
@@ -134,10 +199,15 @@ class Threshold(nn.Module):
     def __init__(self, shape: int | Sequence[int], kind: str = "soft", init: float | Tensor = 0.1,
                  scale: bool = False, keep_dc: bool = False) -> None:
         super().__init__()
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
+        shape = (shape,) if _check.is_int(shape) else tuple(shape) if isinstance(shape, (tuple, list)) else shape
+        if not isinstance(shape, tuple) or not all(_check.is_int(s) for s in shape):
+            raise _check.ArgumentTypeError(f"shape must be a positive int or a tuple of positive ints, got {shape!r}")
+        if not shape or any(s < 1 for s in shape):
             raise ValueError(f"shape must be a positive int or a tuple of positive ints, got {shape!r}")
-        self.shape, self.kind, self.keep_dc = shape, check_kind(kind), bool(keep_dc)
+        shape = tuple(int(s) for s in shape)
+        _check.size(f"shape={shape}", math.prod(shape), 4, "Threshold")
+        scale = _check.flag("scale", scale, owner="Threshold")
+        self.shape, self.kind, self.keep_dc = shape, check_kind(kind), _check.flag("keep_dc", keep_dc, "Threshold")
         theta = init_tensor(init, shape)
         if keep_dc:
             theta = theta.flatten()[1:].clone()
@@ -153,12 +223,13 @@ class Threshold(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         k = len(self.shape)
+        _check.floating_tensor("x", x, owner="Threshold")
         if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.shape:
             raise ValueError(f"Threshold expects input of shape (..., {', '.join(map(str, self.shape))}), "
                              f"got {tuple(x.shape)}")
         if x.dtype in (torch.float16, torch.bfloat16):
             x = x.float()
-        y = threshold(x, self.thresholds(), self.kind)
+        y = apply_unchecked(x, self.thresholds(), self.kind)
         if self.keep_dc:
             flat = (*x.shape[:x.ndim - k], math.prod(self.shape))
             y = torch.cat([x.reshape(flat)[..., :1], y.reshape(flat)[..., 1:]], dim=-1).view(x.shape)

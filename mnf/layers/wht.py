@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnf import _check
 from mnf.layers import wht_cpu
-from mnf.layers.threshold import Threshold, check_kind, init_tensor, threshold as apply_threshold
+from mnf.layers.threshold import Threshold, apply_unchecked as apply_threshold, check_kind, init_tensor
 from mnf.transforms import block_fwht, block_ifwht, fwht2d, ifwht2d, next_power_of_two
 from mnf.transforms.orderings import check_order, check_size, permutation
 
@@ -42,6 +43,7 @@ def _check_input(x: Tensor, channels: int, name: str, spatial: tuple[int, int] |
     gradient comes back in their own dtype; other shapes and dtypes raise ``ValueError``.
     """
     hw = "H, W" if spatial is None else f"{spatial[0]}, {spatial[1]}"
+    _check.tensor("x", x, owner=name)
     ok = x.ndim == 4 and x.shape[1] == channels and (spatial is None or tuple(x.shape[2:]) == spatial)
     if not ok:
         raise ValueError(f"{name} expects input of shape (N, {channels}, {hw}), got {tuple(x.shape)}")
@@ -186,18 +188,18 @@ class WHTPointwise(nn.Module):
                  scale: bool = False, keep_dc: bool = True, order: str = "hadamard",
                  fused: bool = True, expand: str = "zeros") -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if expand not in EXPAND:
-            raise ValueError(f"expand must be one of {EXPAND}, got {expand!r}")
-        self.expand = expand
+        in_channels, out_channels, stride = (_check.positive_int(name, v, "WHTPointwise") for name, v in (
+            ("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride)))
+        self.expand = _check.choice("expand", expand, EXPAND, "WHTPointwise")
+        scale, keep_dc, fused = (_check.flag(name, v, "WHTPointwise") for name, v in (
+            ("scale", scale), ("keep_dc", keep_dc), ("fused", fused)))
         widest = max(in_channels, out_channels)
         if block_size is None:
             b = n = next_power_of_two(widest)
         else:
             b = check_size(block_size, "block_size")
             n = b * -(-widest // b)
+        _check.size(f"in_channels={in_channels}, out_channels={out_channels} ({n} coefficients)", n, 4, "WHTPointwise")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.n, self.block_size, self.kind = n, b, check_kind(threshold)
         self.keep_dc, self.order, self.fused = bool(keep_dc), check_order(order), bool(fused)
@@ -294,11 +296,13 @@ class WHTSpatial(nn.Module):
                  init: float | Tensor = 0.1, scale: bool = True, keep_dc: bool = True,
                  order: str = "hadamard", fused: bool = True) -> None:
         super().__init__()
-        for name, v in (("channels", channels), ("height", height), ("width", width)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        channels, height, width = (_check.positive_int(name, v, "WHTSpatial") for name, v in (
+            ("channels", channels), ("height", height), ("width", width)))
         self.channels, self.height, self.width = channels, height, width
         self.padded = (next_power_of_two(height), next_power_of_two(width))
+        _check.size(f"height={height}, width={width} (padded {self.padded})", self.padded[0] * self.padded[1], 4,
+                    "WHTSpatial")
+        fused = _check.flag("fused", fused, "WHTSpatial")
         self.order, self.fused = check_order(order), bool(fused)
         self.thresh = Threshold(self.padded, threshold, init, scale, keep_dc)
         rows, cols = (_natural_index(n, n, order) for n in self.padded)

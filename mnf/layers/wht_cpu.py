@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from mnf.transforms.cpu import butterfly_, butterfly_cols_
+from mnf.transforms.cpu import butterfly_cols_, butterfly_unchecked_
 
 KIND = {"soft": 0, "hard": 1, "smooth": 2}
 
@@ -244,7 +244,7 @@ def backward(x, g, t, sb, gx, gt, gs, b, kind, keep_dc, width):
 def _transform2d(buf):
     """In place ``buf <- H @ buf @ H`` for a C-contiguous ``(Hp, Wp)`` buffer."""
     for r in range(buf.shape[0]):
-        butterfly_(buf[r])
+        butterfly_unchecked_(buf[r])
     butterfly_cols_(buf, 0, buf.shape[0], buf.shape[1])
 
 

@@ -18,6 +18,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {"mobilenet_v2": mobilenet_v2, "re
 
 def build(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name`` (``"mobilenet_v2"`` or ``"resnet20"``) with ``kwargs``."""
+    if not isinstance(name, str):
+        from mnf._check import ArgumentTypeError
+        raise ArgumentTypeError(f"model name must be one of {', '.join(map(repr, MODELS))}, got {name!r} "
+                                f"of type {type(name).__name__}")
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid: {', '.join(map(repr, MODELS))}")
     return MODELS[name](**kwargs)

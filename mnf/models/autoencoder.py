@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnf import _check
 from mnf.budget import cap, full_size, record_work
 from mnf.metrics import model_device, model_dtype, probe
 
@@ -48,10 +49,20 @@ def _block(layer: nn.Module, channels: int, act: bool = True, up: bool = False) 
 
 
 class AutoEncoder(nn.Module):
-    """``encoder`` then ``decoder``; ``forward(x)`` returns the reconstruction ``(N, C, H, W)`` in [0, 1]."""
+    """``encoder`` then ``decoder``; ``forward(x)`` returns the reconstruction ``(N, C, H, W)`` in [0, 1].
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module):
+    ``in_channels`` (``C``) and ``multiple`` (H and W must be multiples of it, e.g. 4 for two
+    stride-2 encoder blocks), when given, are checked on input; in any case an input whose
+    reconstruction would have another shape raises ``ValueError`` instead of returning it.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, in_channels: int | None = None,
+                 multiple: int = 1):
         super().__init__()
+        _check.module("encoder", encoder, "AutoEncoder")
+        _check.module("decoder", decoder, "AutoEncoder")
+        self.in_channels = _check.optional_int("in_channels", in_channels, 1, "AutoEncoder")
+        self.multiple = _check.positive_int("multiple", multiple, "AutoEncoder")
         self.encoder, self.decoder = encoder, decoder
         self.clamp = nn.Hardtanh(0.0, 1.0)
         last = [m for m in decoder.modules() if isinstance(m, nn.BatchNorm2d)][-1]
@@ -60,28 +71,48 @@ class AutoEncoder(nn.Module):
         nn.init.constant_(last.weight, 0.25)
         nn.init.constant_(last.bias, 0.45)
 
+    def _check_input(self, x: Tensor) -> None:
+        _check.floating_tensor("x", x, "AutoEncoder")
+        c = "C" if self.in_channels is None else self.in_channels
+        if x.dim() != 4 or (self.in_channels is not None and x.shape[1] != self.in_channels):
+            raise ValueError(f"AutoEncoder: expected input of shape (N, {c}, H, W), got {tuple(x.shape)}")
+        if x.shape[2] % self.multiple or x.shape[3] % self.multiple:
+            raise ValueError(f"AutoEncoder: H and W must be multiples of {self.multiple} (the encoder halves "
+                             f"them, the decoder doubles them back), got input of shape {tuple(x.shape)}; "
+                             f"crop or pad the images")
+
     def encode(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         return self.encoder(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.clamp(self.decoder(self.encoder(x)))
+        self._check_input(x)
+        y = self.clamp(self.decoder(self.encoder(x)))
+        if y.shape != x.shape:
+            raise ValueError(f"AutoEncoder: an input of shape {tuple(x.shape)} gives a reconstruction of shape "
+                             f"{tuple(y.shape)}; use inputs whose size the encoder and decoder map back onto itself")
+        return y
 
 
 def _check_channels(channels) -> tuple[int, int, int]:
+    if not isinstance(channels, (tuple, list)):
+        raise _check.ArgumentTypeError(f"channels must be three positive ints (enc1, enc2 = code, dec1), "
+                                       f"got {channels!r}")
     channels = tuple(channels)
-    if len(channels) != 3 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
+    if len(channels) != 3 or any(not _check.is_int(c) or c < 1 for c in channels):
         raise ValueError(f"channels must be three positive ints (enc1, enc2 = code, dec1), got {channels!r}")
-    return channels  # type: ignore[return-value]
+    return tuple(int(c) for c in channels)  # type: ignore[return-value]
 
 
 def conv_autoencoder(channels: tuple[int, int, int] = (32, 16, 32), in_channels: int = 3) -> AutoEncoder:
     """Convolutional autoencoder (see the module doc); Çallı 2017 used channels (32, 64, 32) on MNIST."""
     c1, c2, c3 = _check_channels(channels)
+    in_channels = _check.positive_int("in_channels", in_channels, "conv_autoencoder")
     conv = lambda i, o, s: nn.Conv2d(i, o, 3, s, 1, bias=False)  # noqa: E731
     encoder = nn.Sequential(_block(conv(in_channels, c1, 2), c1), _block(conv(c1, c2, 2), c2))
     decoder = nn.Sequential(_block(conv(c2, c3, 1), c3, up=True),
                             _block(conv(c3, in_channels, 1), in_channels, act=False, up=True))
-    model = AutoEncoder(encoder, decoder)
+    model = AutoEncoder(encoder, decoder, in_channels, multiple=4)
     model.arch = {"name": "conv_autoencoder", "kwargs": {"channels": [c1, c2, c3], "in_channels": in_channels}}
     return model
 
@@ -99,14 +130,16 @@ def mf_autoencoder(channels: tuple[int, int, int] = (32, 16, 32), in_channels: i
                    layer: str = "adder") -> AutoEncoder:
     """Multiplier-free autoencoder: :func:`conv_autoencoder`'s topology with ``layer`` ("adder" | "wht")
     in place of every 3×3 convolution (see the module doc)."""
-    if layer not in LAYERS:
-        raise ValueError(f"unknown layer {layer!r}; valid: {', '.join(map(repr, LAYERS))}")
+    if not isinstance(layer, str) or layer not in LAYERS:
+        raise (ValueError if isinstance(layer, str) else _check.ArgumentTypeError)(
+            f"unknown layer {layer!r}; valid: {', '.join(map(repr, LAYERS))}")
     c1, c2, c3 = _check_channels(channels)
+    in_channels = _check.positive_int("in_channels", in_channels, "mf_autoencoder")
     encoder = nn.Sequential(_block(_mf_layer(layer, in_channels, c1, 2), c1),
                             _block(_mf_layer(layer, c1, c2, 2), c2))
     decoder = nn.Sequential(_block(_mf_layer(layer, c2, c3, 1), c3, up=True),
                             _block(_mf_layer(layer, c3, in_channels, 1), in_channels, act=False, up=True))
-    model = AutoEncoder(encoder, decoder)
+    model = AutoEncoder(encoder, decoder, in_channels, multiple=4)
     model.arch = {"name": "mf_autoencoder",
                   "kwargs": {"channels": [c1, c2, c3], "in_channels": in_channels, "layer": layer}}
     return model
@@ -119,9 +152,13 @@ def dense_autoencoder(features: int, hidden: tuple[int, ...] = (256, 64)) -> nn.
     a linear output layer; e.g. ``dense_autoencoder(3072)`` for flattened CIFAR-10 images.
     It is a plain ``nn.Sequential``, so :func:`mnf.compress.prune` can shrink its hidden layers.
     """
+    features = _check.positive_int("features", features, "dense_autoencoder")
+    if not isinstance(hidden, (tuple, list)):
+        raise _check.ArgumentTypeError(f"dense_autoencoder: hidden must be a tuple of positive ints, got {hidden!r}")
     hidden = tuple(hidden)
-    if features < 1 or not hidden or min(hidden) < 1:
-        raise ValueError(f"features and hidden sizes must be positive, got {features}, {hidden}")
+    if not hidden or not all(_check.is_int(h) and h >= 1 for h in hidden):
+        raise ValueError(f"dense_autoencoder: hidden must be a non-empty tuple of positive ints, got {hidden}")
+    hidden = tuple(int(h) for h in hidden)
     sizes = (features,) + hidden + hidden[-2::-1]
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -134,8 +171,16 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, per_image: bool = False)
     """Peak signal-to-noise ratio ``10·log10(data_range² / MSE(x, y))`` in dB.
 
     Over the whole tensors by default; ``per_image=True`` gives one value per item of axis 0
-    (``(N,)``).  Identical inputs give ``inf``.
+    (``(N,)``).  Identical inputs give ``inf``.  ``data_range``: finite, > 0.
     """
+    _check.tensor("x", x, "psnr")
+    _check.tensor("y", y, "psnr")
+    data_range = _check.real("data_range", data_range, 0, low_open=True, owner="psnr")
+    per_image = _check.flag("per_image", per_image, "psnr")
+    if per_image and x.dim() < 1:
+        raise ValueError(f"psnr: per_image=True needs a batch (N, ...), got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"psnr: got empty tensors of shape {tuple(x.shape)}")
     if x.shape != y.shape:
         raise ValueError(f"psnr needs tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     diff = (x.double() - y.double()) ** 2
@@ -145,13 +190,16 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, per_image: bool = False)
 
 def _images(images: Tensor, what: str) -> Tensor:
     """Check ``images`` (float in [0, 1] or uint8, ``(N, C, H, W)``, N > 0); return them unchanged."""
-    if not isinstance(images, Tensor) or images.dim() != 4 or len(images) == 0:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"{what} needs a non-empty batch of images (N, C, H, W), got {shape}")
+    if not isinstance(images, Tensor):
+        raise _check.ArgumentTypeError(f"{what} needs a non-empty batch of images (N, C, H, W), got "
+                                       f"{type(images).__name__}")
+    if images.dim() != 4 or len(images) == 0:
+        raise ValueError(f"{what} needs a non-empty batch of images (N, C, H, W), got {tuple(images.shape)}")
     if images.dtype == torch.uint8:
         return images
     if not images.is_floating_point():
         raise ValueError(f"{what} needs float images in [0, 1] (or uint8), got dtype {images.dtype}")
+    _check.finite_tensor("images", images, what, "pixel values")
     low, high = images.min().item(), images.max().item()
     if low < 0 or high > 1:
         raise ValueError(f"{what} needs float images in [0, 1] (or uint8, divided by 255 here), got values in "
@@ -193,9 +241,19 @@ def train_autoencoder(model: nn.Module, images: Tensor, *, steps: int | None = N
     """
     if (steps is None) == (epochs is None):
         raise ValueError(f"give exactly one of steps and epochs, got steps={steps!r}, epochs={epochs!r}")
-    for name, value in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    owner = "train_autoencoder"
+    steps, epochs = (_check.optional_int(name, v, 1, owner) for name, v in (("steps", steps), ("epochs", epochs)))
+    batch_size = _check.positive_int("batch_size", batch_size, owner)
+    _check.module("model", model, owner)
+    if next(model.parameters(), None) is None:
+        raise ValueError(f"{owner}: the model has no parameters to train")
+    lr = _check.real("lr", lr, 0, owner=owner)
+    _check.integer("seed", seed, -2**63, 2**64 - 1, owner)
+    _check.device("device", device, owner)
+    _check.flag("progress", progress, owner)
+    _check.optional_real("seconds", seconds, 0, low_open=True, owner=owner)
+    if desc is not None and not isinstance(desc, str):
+        raise _check.ArgumentTypeError(f"{owner}: desc must be a str or None, got {desc!r}")
     images = _images(images, "train_autoencoder")
     planned = steps       # the steps of a full run (smoke runs train on a subset of the images)
     if epochs is not None:
@@ -287,8 +345,8 @@ def reconstruct(model: nn.Module, images: Tensor, *, batch_size: int = 500) -> T
     reconstructions as a float32 CPU tensor of the same shape (ready for :func:`psnr` against the
     CPU images and for plotting).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    batch_size = _check.positive_int("batch_size", batch_size, "reconstruct")
+    _check.module("model", model, "reconstruct")
     images = _images(images, "reconstruct")
     device, dtype = model_device(model), model_dtype(model)
     out = []

@@ -23,19 +23,31 @@ cifar layout                                           2,296,922   2,412,212
 =====================================================  ==========  ===========
 
 ``last="wht"`` drops the 320→1280 conv (409,600) and its BN (2,560) and shrinks the classifier
-from 1280·10+10 to 320·10+10 (−9,600): 2,236,682 − 422,160 = 1,814,922, exactly seed 000's
+from 1280·10+10 to 320·10+10 (−9,600): 2,236,682 − 421,760 = 1,814,922, exactly seed 000's
 "Mobilenetv2 + FWHT" figure.  So seed 000's count leaves the WHT layer itself out (its trainable
 thresholds); with our ``WHTPointwise(320, 320)`` the total is 1,814,922 plus that layer's own
 parameters (see ``mobilenet_v2(last="wht")`` and the test).
 """
 from __future__ import annotations
 
+import numpy as np
 from torch import Tensor, nn
 
+from mnf import _check
 from mnf.models.policy import DEPTHWISE, LAST, POINTWISE, check, depthwise, pointwise
 
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 LAYOUTS = ("imagenet", "cifar")
+
+
+def check_blocks(blocks) -> list[int]:
+    """``blocks`` as a list of ``len(STAGES)`` ints >= 1 (``ValueError`` / ``TypeError`` otherwise)."""
+    if not isinstance(blocks, (tuple, list)):
+        raise _check.ArgumentTypeError(f"mobilenet_v2: blocks must be {len(STAGES)} positive stage depths "
+                                       f"(a list or tuple of ints), got {blocks!r}")
+    if len(blocks) != len(STAGES) or not all(_check.is_int(n) and n >= 1 for n in blocks):
+        raise ValueError(f"mobilenet_v2: blocks must be {len(STAGES)} positive stage depths, got {list(blocks)}")
+    return [int(n) for n in blocks]
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -83,11 +95,15 @@ class MobileNetV2(nn.Module):
         check("pointwise", pointwise, POINTWISE)
         check("depthwise", depthwise, DEPTHWISE)
         check("last", last, LAST)
-        blocks = [n for _, _, n, _ in STAGES] if blocks is None else list(blocks)
-        if len(blocks) != len(STAGES) or min(blocks) < 1:
-            raise ValueError(f"blocks must be {len(STAGES)} positive stage depths, got {blocks}")
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
+        blocks = [n for _, _, n, _ in STAGES] if blocks is None else check_blocks(blocks)
+        width = _check.real("width", width, 0, low_open=True, owner="mobilenet_v2")
+        num_classes = _check.positive_int("num_classes", num_classes, "mobilenet_v2")
+        stem_stride = _check.optional_int("stem_stride", stem_stride, 1, "mobilenet_v2")
+        input_size = _check.positive_int("input_size", input_size, "mobilenet_v2")
+        dropout = _check.optional_real("dropout", dropout, 0, 1, high_open=True, owner="mobilenet_v2")
+        # the widest layers hold about 2.3M * width² weights: refuse widths no machine could hold
+        _check.size(f"the weights of width={width}, num_classes={num_classes}", int(2.3e6 * max(width, 1) ** 2)
+                    + 1280 * max(width, 1) * num_classes, 4, "mobilenet_v2")
         cifar = layout == "cifar"
         stem_stride = (1 if cifar else 2) if stem_stride is None else stem_stride
         dropout = (0.0 if cifar else 0.2) if dropout is None else dropout
@@ -141,8 +157,9 @@ def mobilenet_v2(layout: str = "cifar", width: float = 1.0, num_classes: int = 1
     """
     input_size = (32 if layout == "cifar" else 224) if input_size is None else input_size
     kwargs = dict(layout=layout, width=width, num_classes=num_classes, pointwise=pointwise,
-                  depthwise=depthwise, last=last, blocks=None if blocks is None else list(blocks),
+                  depthwise=depthwise, last=last, blocks=None if blocks is None else check_blocks(blocks),
                   stem_stride=stem_stride, input_size=input_size, dropout=dropout)
     model = MobileNetV2(**kwargs)
+    kwargs = {k: v.item() if isinstance(v, np.generic) else v for k, v in kwargs.items()}  # plain numbers
     model.arch = {"name": "mobilenet_v2", "kwargs": kwargs}
     return model

@@ -19,6 +19,10 @@ LAST = ("conv", "wht")
 
 def check(role: str, name: str, valid: tuple[str, ...]) -> str:
     """Return ``name`` if it is one of ``valid``, else raise a ValueError listing them."""
+    if not isinstance(name, str):
+        from mnf._check import ArgumentTypeError
+        raise ArgumentTypeError(f"{role} layer must be one of {', '.join(map(repr, valid))}, got {name!r} "
+                                f"of type {type(name).__name__}")
     if name not in valid:
         raise ValueError(f"unknown {role} layer {name!r}; valid: {', '.join(map(repr, valid))}")
     return name

@@ -18,8 +18,10 @@ where the shape changes, identity elsewhere.
 """
 from __future__ import annotations
 
+import numpy as np
 from torch import Tensor, nn
 
+from mnf import _check
 from mnf.models.policy import check, full
 
 LAYERS = ("conv", "adder", "dw_adder")
@@ -64,6 +66,10 @@ class ResNetCIFAR(nn.Module):
                  separable_transitions: bool = False):
         super().__init__()
         check("resnet", layer, LAYERS)
+        num_classes = _check.positive_int("num_classes", num_classes, "resnet20")
+        blocks = _check.positive_int("blocks", blocks, "resnet20")
+        separable_transitions = _check.flag("separable_transitions", separable_transitions, "resnet20")
+        _check.size(f"the classifier of num_classes={num_classes}", 64 * num_classes, 4, "resnet20")
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
         stages, cin = [], 16
         for cout, stride in ((16, 1), (32, 2), (64, 2)):
@@ -87,5 +93,6 @@ def resnet20(num_classes: int = 10, layer: str = "conv", *, blocks: int = 3,
     """
     kwargs = dict(num_classes=num_classes, layer=layer, blocks=blocks, separable_transitions=separable_transitions)
     model = ResNetCIFAR(**kwargs)
+    kwargs = {k: v.item() if isinstance(v, np.generic) else v for k, v in kwargs.items()}  # plain numbers
     model.arch = {"name": "resnet20", "kwargs": kwargs}
     return model

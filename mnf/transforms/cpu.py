@@ -1,8 +1,9 @@
 """Numba CPU kernels for the fast Walsh-Hadamard transform (see ``reference.py`` for the algorithm).
 
-- ``butterfly_(buf)``: in-place, unnormalized, natural-order WHT of one contiguous 1-D float
-  array of power-of-two length; ``inline="always"`` so other ``njit`` kernels (e.g. a fused
-  WHT-threshold layer) can call it per row.
+- ``butterfly_(buf)``: in-place, unnormalized, natural-order WHT of one 1-D float array of
+  power-of-two length, checked (from Python and, inlined, from ``njit`` code);
+  ``butterfly_unchecked_`` is the same without the length check, for kernels that call it per
+  row on buffers whose sizes were checked in Python (the fused WHT layer kernels).
 - ``butterfly_cols_(buf, lo, n, w)``: the same down rows ``lo..lo+n`` of a 2-D buffer, for ``w``
   columns at once (also inlined by the fused WHT layer kernels).
 - ``fwht_rows(x, out, perm, scale)``: every row of a ``(rows, n)`` array (any strides).
@@ -11,7 +12,8 @@
 
 Both batched kernels compute ``out[..., k, ...] = scale * (H @ x)[perm[k]]`` along the transform
 axis (``H`` natural order; ``perm`` empty means the identity), so orderings are one index gather
-and normalization one multiply, both fused into the final store.
+and normalization one multiply: ``fwht_cols`` fuses both into its final store, ``fwht_rows``
+applies them in a second sweep over the row (see the comment there).
 
 Speed: on unit-stride rows the first six stages (three for n = 8, four for 16, five for 32) run
 in SIMD registers, one 8-wide vector per 8 elements (``_simd_h8`` ... ``_simd_h64``); strided rows
@@ -24,8 +26,10 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
 
+from mnf._check import ArgumentTypeError
 from mnf.simd import vector_pointer
 
 BLOCK = 2048  # elements per cache chunk: 8 KB float32 / 16 KB float64 fit in L1
@@ -166,12 +170,50 @@ def _transform(src, dst):
 
 
 @njit(inline="always", cache=True)
-def butterfly_(buf):
-    """In-place unnormalized natural-order WHT of a contiguous 1-D float array, len a power of 2.
-
-    ``buf <- hadamard(len(buf)) @ buf``. No checks: the caller guarantees the length.
-    """
+def butterfly_unchecked_(buf):
+    """``buf <- hadamard(len(buf)) @ buf`` with no checks: the caller guarantees a 1-D float array
+    of power-of-two length (the fused WHT layer kernels, whose sizes are checked in Python)."""
     _transform(buf, buf)
+
+
+def butterfly_(buf: np.ndarray) -> None:
+    """In place: ``buf <- hadamard(len(buf)) @ buf`` (unnormalized, natural order).
+
+    ``buf``: a writeable 1-D float32 or float64 NumPy array (any stride) whose length is a power
+    of two. Callable from Python and from ``njit`` code, where it is inlined. From Python a wrong
+    type raises ``TypeError`` and a wrong length ``ValueError``; inside ``njit`` code a wrong type
+    fails to compile (``TypingError``) and a wrong length raises ``ValueError`` at run time (one
+    comparison per call), so it never writes outside ``buf``.
+    """
+    if not isinstance(buf, np.ndarray) or buf.ndim != 1 or buf.dtype not in (np.float32, np.float64):
+        what = (f"a {buf.ndim}-d {buf.dtype} array" if isinstance(buf, np.ndarray)
+                else f"{type(buf).__name__}")
+        raise ArgumentTypeError(f"butterfly_: buf must be a 1-D float32 or float64 NumPy array, got {what}")
+    n = buf.shape[0]
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"butterfly_: len(buf) must be a power of two >= 1, got {n}")
+    if not buf.flags.writeable:
+        raise ValueError("butterfly_: buf must be writeable (it is transformed in place), got a read-only array")
+    _butterfly_checked(buf)
+
+
+@overload(butterfly_, inline="always")
+def _butterfly_overload(buf):
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.dtype in (types.float32, types.float64)
+            and buf.mutable):
+        raise TypingError(f"butterfly_: buf must be a writeable 1-D float32 or float64 array, got {buf}")
+
+    def impl(buf):
+        n = buf.shape[0]
+        if n < 1 or n & (n - 1):
+            raise ValueError("butterfly_: len(buf) must be a power of two >= 1")
+        _transform(buf, buf)
+    return impl
+
+
+@njit(cache=True)
+def _butterfly_checked(buf):
+    butterfly_(buf)
 
 
 @njit(parallel=True, cache=True)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from numba import get_num_threads
 
+from mnf import _check
 from mnf.transforms import cpu
 from mnf.transforms.orderings import check_order, check_size, next_power_of_two, permutation
 
@@ -44,10 +45,14 @@ def _perm(n: int, order: str) -> np.ndarray:
     return np.empty(0, np.int64) if order == "hadamard" else permutation(n, order)
 
 
-def _norm_dim(dim: int, ndim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
-        raise ValueError(f"dim must be an int in [{-ndim}, {ndim}) for a {ndim}-d input, got {dim!r}")
-    return dim % ndim
+def _norm_dim(dim: int, ndim: int, name: str = "dim") -> int:
+    """``dim`` (a Python or NumPy int) as an axis in ``[0, ndim)``."""
+    if not _check.is_int(dim):
+        raise _check.ArgumentTypeError(f"{name} must be an int in [{-ndim}, {ndim}) for a {ndim}-d input, "
+                                       f"got {dim!r} of type {type(dim).__name__}")
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{name} must be an int in [{-ndim}, {ndim}) for a {ndim}-d input, got {dim!r}")
+    return int(dim) % ndim
 
 
 def _split_axes(shape, strides, dim: int) -> tuple[list[int], list[int]]:
@@ -136,9 +141,24 @@ class _WHT(torch.autograd.Function):
         return _WHT.apply(grad, *ctx.args), None, None, None
 
 
-def _prepare(x, dim: int, order: str, pad: bool):
+def _as_array(x):
+    """``x`` as a torch tensor or NumPy array (array-likes such as lists become arrays)."""
+    if isinstance(x, torch.Tensor):
+        if x.layout != torch.strided:
+            raise ValueError(f"x must be a dense (strided) tensor, got layout {x.layout}")
+        return x
+    x = _check.array("x", x)
+    if x.dtype.kind not in "biufc":
+        raise _check.ArgumentTypeError(f"x must be an array of real numbers, got dtype {x.dtype}")
+    return x
+
+
+def _prepare(x, dim: int, order: str, pad: bool, normalized: bool = False):
     """Validate, cast and pad; returns (x, dim, n) with ``x.shape[dim] == n`` a power of two."""
     check_order(order)
+    _check.flag("normalized", normalized)
+    _check.flag("pad", pad)
+    x = _as_array(x)
     if isinstance(x, torch.Tensor):
         if x.dtype in HALF:
             x = x.float()  # differentiable: the gradient goes back to x's dtype
@@ -146,7 +166,6 @@ def _prepare(x, dim: int, order: str, pad: bool):
             raise ValueError(f"x must be a float32 or float64 tensor (float16/bfloat16 are "
                              f"computed in float32), got {x.dtype}")
     else:
-        x = np.asarray(x)
         if x.dtype.kind == "c":
             raise ValueError(f"x must be real, got {x.dtype}")
         if x.dtype not in (np.float32, np.float64):
@@ -185,8 +204,9 @@ def fwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = Fa
         x: NumPy array or torch tensor of any shape ``(..., n, ...)``; any strides.
             torch: float32/float64 on cpu or cuda, differentiable; float16/bfloat16 (e.g. under
             ``torch.autocast``) are computed in float32 and return float32 (the gradient reaches
-            ``x`` in its own dtype); other dtypes raise ``ValueError``. NumPy: float32/float64
-            kept, other real dtypes computed in float64.
+            ``x`` in its own dtype); other dtypes raise ``ValueError``. NumPy (or an array-like
+            such as a list, taken as a NumPy array): float32/float64 kept, other real dtypes
+            computed in float64.
         dim: the axis to transform (negative counts from the end).
         order: ``"hadamard"`` (natural), ``"walsh"`` (sequency) or ``"dyadic"`` (Paley).
         normalized: scale by ``1/sqrt(n)`` (orthonormal; then ``fwht`` is its own inverse).
@@ -197,7 +217,7 @@ def fwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = Fa
         Same type, dtype and device as ``x`` (float32 for a float16/bfloat16 tensor); shape of
         ``x`` (padded along ``dim``), laid out like ``x`` (e.g. channels_last is kept).
     """
-    x, dim, n = _prepare(x, dim, order, pad)
+    x, dim, n = _prepare(x, dim, order, pad, normalized)
     return _apply(x, dim, order, 1.0 / math.sqrt(n) if normalized else 1.0)
 
 
@@ -209,14 +229,16 @@ def ifwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = F
     ``M`` (normalized), since ``M @ M == n * I``. Same arguments, shapes and dtypes as ``fwht``
     (float16/bfloat16 tensors are computed in float32 and return float32).
     """
-    x, dim, n = _prepare(x, dim, order, pad)
+    x, dim, n = _prepare(x, dim, order, pad, normalized)
     return _apply(x, dim, order, 1.0 / math.sqrt(n) if normalized else 1.0 / n)
 
 
 def _check_dims(dims, ndim: int) -> tuple[int, int]:
-    if not isinstance(dims, (tuple, list)) or len(dims) != 2:
+    if not isinstance(dims, (tuple, list)):
+        raise _check.ArgumentTypeError(f"dims must be a pair of axes, got {dims!r} of type {type(dims).__name__}")
+    if len(dims) != 2:
         raise ValueError(f"dims must be a pair of axes, got {dims!r}")
-    d0, d1 = (_norm_dim(d, ndim) for d in dims)
+    d0, d1 = (_norm_dim(d, ndim, "dims") for d in dims)
     if d0 == d1:
         raise ValueError(f"dims must name two different axes, got {tuple(dims)}")
     return d0, d1
@@ -229,20 +251,27 @@ def fwht2d(x: Array, dims: tuple[int, int] = (-2, -1), order: str = "hadamard",
     Dense equivalent for a ``(..., n0, n1)`` input and ``dims=(-2, -1)``: ``M0 @ x @ M1.T`` with
     ``Mi = transform_matrix(ni, order, normalized)``.
     """
-    d0, d1 = _check_dims(dims, np.ndim(x))
+    x = _as_array(x)
+    d0, d1 = _check_dims(dims, x.ndim)
     return fwht(fwht(x, d0, order, normalized, pad), d1, order, normalized, pad)
 
 
 def ifwht2d(x: Array, dims: tuple[int, int] = (-2, -1), order: str = "hadamard",
             normalized: bool = False, pad: bool = False) -> Array:
     """Inverse of ``fwht2d`` with the same arguments."""
-    d0, d1 = _check_dims(dims, np.ndim(x))
+    x = _as_array(x)
+    d0, d1 = _check_dims(dims, x.ndim)
     return ifwht(ifwht(x, d0, order, normalized, pad), d1, order, normalized, pad)
 
 
 def _blocked(fn, x, block_size: int, dim: int, order: str, normalized: bool):
     block_size = check_size(block_size, "block_size")
-    dim = _norm_dim(dim, np.ndim(x))
+    check_order(order)
+    _check.flag("normalized", normalized)
+    x = _as_array(x)
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension, got a 0-d array")
+    dim = _norm_dim(dim, x.ndim)
     length = x.shape[dim]
     if length % block_size:
         raise ValueError(f"length of dim {dim} must be a multiple of block_size={block_size}, "
@@ -250,7 +279,6 @@ def _blocked(fn, x, block_size: int, dim: int, order: str, normalized: bool):
     split = (length // block_size, block_size)
     if isinstance(x, torch.Tensor):
         return fn(x.unflatten(dim, split), dim + 1, order, normalized).flatten(dim, dim + 1)
-    x = np.asarray(x)
     y = fn(x.reshape(x.shape[:dim] + split + x.shape[dim + 1:]), dim + 1, order, normalized)
     return y.reshape(x.shape)
 
@@ -261,6 +289,8 @@ def block_fwht(x: Array, block_size: int, dim: int = -1, order: str = "hadamard"
 
     Dense equivalent: ``x @ kron(eye(L // block_size), M).T`` along ``dim`` (``L = x.shape[dim]``,
     a multiple of ``block_size``; ``M = transform_matrix(block_size, order, normalized)``).
+    ``x``, dtypes and the result's type as for :func:`fwht` (array-likes such as lists are
+    taken as NumPy arrays).
     """
     return _blocked(fwht, x, block_size, dim, order, normalized)
 

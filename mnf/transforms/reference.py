@@ -18,6 +18,8 @@ def fwht_reference(x: np.ndarray, order: str = "hadamard", normalized: bool = Fa
 
     Equals ``x @ transform_matrix(n, order, normalized).T``; returns float64 of the same shape.
     """
+    if not isinstance(normalized, (bool, np.bool_)):
+        raise TypeError(f"normalized must be True or False, got {normalized!r}")
     y = np.array(x, dtype=np.float64)  # a copy: the butterflies work in place
     n = check_size(y.shape[-1], "length of the last axis")
     rows = y.reshape(-1, n)
