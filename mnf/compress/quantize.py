@@ -1,6 +1,6 @@
 """Post-training weight quantization: 8-bit storage with a dequantised forward, and n-bit fake quantization.
 
-Symmetric uniform quantization of a weight tensor ``w`` to ``b`` bits (Çallı 2017 §1.6)::
+Symmetric uniform quantization of a weight tensor ``w`` to ``b`` bits (one of the methods Çallı 2017 lists in §1.6)::
 
     q_max = 2^(b−1) − 1,   scale = max|w| / q_max,   q = clamp(round(w / scale), −q_max, q_max),   ŵ = q · scale
 
