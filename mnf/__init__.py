@@ -6,9 +6,15 @@ Subpackages (import what you need; nothing heavy is imported here):
 - ``mnf.transforms``  Walsh-Hadamard transforms: matrices, orderings, fast kernels
 - ``mnf.layers``      thresholding, WHT layers, adder layers
 - ``mnf.models``      MobileNetV2 / ResNet-20 families with per-role layer policies
-- ``mnf.train``       the trainer; ``mnf.cost`` parameter and operation counts
+- ``mnf.train``       the trainer; ``mnf.metrics`` evaluation, eval mode and hooks; ``mnf.cost``
+  parameter and operation counts
+- ``mnf.timing``      clocks that wait for CUDA: ``Stopwatch``, ``best_seconds``, ``median_seconds``
+- ``mnf.diagrams``, ``mnf.plots``, ``mnf.tables``  the book's figures and tables
+
+Here: the budget helpers of :mod:`mnf.budget` a chapter starts and ends with
+(``mnf.chapter(name)`` ... ``mnf.chapter_done()``).
 """
-from mnf.budget import budget, chapter, device, iterations, pick, smoke
+from mnf.budget import budget, chapter, chapter_done, device, iterations, pick, smoke
 
 __version__ = "0.1.0"
-__all__ = ["budget", "chapter", "device", "iterations", "pick", "smoke", "__version__"]
+__all__ = ["budget", "chapter", "chapter_done", "device", "iterations", "pick", "smoke", "__version__"]

@@ -23,7 +23,8 @@ import sys
 
 from mnf.budget import BUDGETS, pick
 
-MODEL_OPTIONS = ("layout", "width", "num_classes", "pointwise", "depthwise", "last", "layer", "blocks")
+MODEL_OPTIONS = ("layout", "width", "num_classes", "pointwise", "depthwise", "last", "conv3x3", "blocks")
+CLASSIFIERS = ("mobilenet_v2", "resnet20")   # the builders of mnf.models that `train` offers
 
 
 class Parser(argparse.ArgumentParser):
@@ -74,10 +75,8 @@ def _blocks(text: str) -> list[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    from mnf.models import MODELS
     from mnf.models.mobilenet_v2 import LAYOUTS
-    from mnf.models.policy import DEPTHWISE, LAST, POINTWISE
-    from mnf.models.resnet import LAYERS
+    from mnf.models.policy import ROLES
     from mnf.train import SCHEDULES
 
     p = Parser(prog="python -m mnf", description=__doc__.splitlines()[0])
@@ -94,14 +93,13 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--root", help="directory for cifar-10-batches-py (default $MNF_DATA or ~/.cache/mnf)")
 
     train = command("train", "train a model on CIFAR-10")
-    train.add_argument("--model", choices=list(MODELS), default="mobilenet_v2")
+    train.add_argument("--model", choices=CLASSIFIERS, default="mobilenet_v2")
     train.add_argument("--layout", choices=LAYOUTS, help="mobilenet_v2 only")
     train.add_argument("--width", type=_real(0, low_open=True), help="mobilenet_v2 only")
     train.add_argument("--num-classes", type=_int_at_least(10), help="classifier outputs (>= 10 for CIFAR-10)")
-    train.add_argument("--pointwise", choices=POINTWISE, help="mobilenet_v2 only")
-    train.add_argument("--depthwise", choices=DEPTHWISE, help="mobilenet_v2 only")
-    train.add_argument("--last", choices=LAST, help="mobilenet_v2 only")
-    train.add_argument("--layer", choices=LAYERS, help="resnet20 only")
+    for role, kinds in ROLES["mobilenet_v2"].items():
+        train.add_argument(f"--{role}", choices=kinds, help="mobilenet_v2 only")
+    train.add_argument("--conv3x3", choices=ROLES["resnet20"]["conv3x3"], help="resnet20 only")
     train.add_argument("--blocks", type=_blocks,
                        help="blocks per stage: '1,2,3,4,3,3,1' (mobilenet_v2) or '3' (resnet20)")
     train.add_argument("--budget", choices=BUDGETS)

@@ -144,20 +144,27 @@ def _short(machine: str) -> str:
     return " ".join(machine.replace("(R)", "").replace("(TM)", "").replace(" Processor", "").split())
 
 
+_CHAPTER_CLOCK = None   # the mnf.timing.Stopwatch that chapter() starts and chapter_done() reads
+
+
 def chapter(name: str) -> None:
     """Print what a chapter runs with: the setup cell of every chapter calls this.
 
     Says the version, the budget and the device, how long the chapter took under each budget
     when it was last measured (``ci`` and ``cpu``: recorded book builds; ``gpu``: an estimate from
     the smoke run, marked as one), and how to choose another budget.  Lines fit the book's column.
-    Also sets the book's figure style (:func:`mnf.plots.style`).
+    Also sets the book's figure style (:func:`mnf.plots.style`) and starts the clock that
+    :func:`chapter_done` reads.
     """
     import textwrap
 
     import torch
     import mnf.plots
     from mnf import __version__
+    from mnf.timing import Stopwatch
 
+    global _CHAPTER_CLOCK
+    _CHAPTER_CLOCK = Stopwatch().start()
     mnf.plots.style()
 
     dev = device()
@@ -176,3 +183,11 @@ def chapter(name: str) -> None:
     if parts:
         print(textwrap.fill("This chapter takes: " + "; ".join(parts) + ".", width=76, subsequent_indent="  "))
     print("Another budget: `%env MNF_BUDGET=cpu` (or ci, gpu) in a cell, then Run all.")
+
+
+def chapter_done() -> None:
+    """Print the last line of a chapter: how long it ran since :func:`chapter` and under which
+    budget, e.g. ``chapter ran in 42 s under budget 'cpu'``."""
+    if _CHAPTER_CLOCK is None:
+        raise RuntimeError("chapter_done: no chapter was started; call mnf.chapter(name) first (the setup cell does)")
+    print(f"chapter ran in {_CHAPTER_CLOCK.seconds:.0f} s under budget {budget()!r}")

@@ -1,33 +1,37 @@
 """Parameters, multiplications, additions and activation memory of a model, layer by layer.
 
 ``cost_table(model, (1, 3, 32, 32))`` runs one forward pass on a zero input (made on the model's
-device, in its dtype) with forward hooks and counts, for every *counted* module (a leaf, or an
-``Adder2d`` / ``WHTPointwise`` / ``WHTSpatial`` taken as a whole), with ``K`` the number of inputs
-one output reads and ``N`` the output's numel:
+device, in its dtype) with forward hooks and counts, for every *counted* module (a leaf, or a
+module that counts itself, taken as a whole), with ``K`` the number of inputs one output reads
+and ``N`` the output's numel:
 
 ==================  ====================================  =========================================
 module              multiplications                       additions / subtractions
 ==================  ====================================  =========================================
 Conv2d, Linear      ``N·K`` (one per MAC)                 ``N·K`` (one per MAC) ``+ N`` with a bias
-Adder2d             0                                     ``3·N·K``: ``x − w``, ``|·|``, accumulate
-WHT layer           0 (a module may report its own)       ``n·log2 n`` per length-``n`` transform
 BatchNorm           ``N`` (inference form ``a·x + b``)    ``N``
 average pool        ``N`` (the division)                  numel of the input
 ReLU, dropout, …    0 (comparisons are not counted)       0
+counts itself       its ``op_counts(x, y)``               its ``op_counts(x, y)``
 ==================  ====================================  =========================================
 
+A module counts itself by defining ``op_counts(x, y) -> (mults, adds)`` for one call
+``y = module(x)`` (the :class:`CountsOps` protocol); the mnf layers do: ``Adder2d`` (0 and
+``3·N·K``: ``x − w``, ``|·|``, accumulate), ``WHTPointwise`` / ``WHTSpatial`` (a forward and an
+inverse transform per vector, ``n·log2 n`` additions each, plus the thresholds and scales),
+the quantized layers of :mod:`mnf.compress.quantize` and ``mnf.models.small.Gate``.  Such a
+module is counted as a whole: its submodules are not listed.
+
 BatchNorm is counted, not folded: after a convolution it could be folded into the weights, after
-an adder or WHT layer it cannot, so the multiplier-free story has to pay for it.  A WHT layer
-counts a forward and an inverse transform per vector (``WHTPointwise``: one length-``n`` vector
-per pixel, ``n`` = next power of two ≥ the channels; ``WHTSpatial``: one ``H·W`` image per
-channel) plus ``n`` additions for soft-thresholding; a module defining
-``op_counts(input, output) -> (mults, adds)`` is asked instead.  ``activation_bytes`` is the
-size of each counted module's output, and its total what a backward pass keeps, roughly.
+an adder or WHT layer it cannot, so the multiplier-free story has to pay for it.
+``activation_bytes`` is the size of each counted module's output, and its total what a backward
+pass keeps, roughly.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -35,8 +39,12 @@ from torch import nn
 from mnf import _check
 from mnf.metrics import model_dtype, probe, resolve_device
 
-WHT_NAMES = ("WHTPointwise", "WHTSpatial")
-WHOLE = ("Adder2d",) + WHT_NAMES
+
+@runtime_checkable
+class CountsOps(Protocol):
+    """A module that reports its own ``(multiplications, additions)`` for one call ``y = module(x)``."""
+
+    def op_counts(self, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]: ...
 
 
 @dataclass
@@ -86,35 +94,15 @@ class CostReport:
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in self.rows()])
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
-
-
-def wht_adds(n: int) -> int:
-    """Additions of one fast WHT of length ``n`` (a power of two): ``n·log2 n``."""
-    from mnf.transforms.orderings import check_size
-    n = check_size(n, "n")
-    return n * (n.bit_length() - 1)
-
-
 def op_counts(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
     """``(multiplications, additions)`` of one call ``y = module(x)`` under the rules above."""
-    kind, n = type(module).__name__, y.numel()
-    if hasattr(module, "op_counts"):
-        return tuple(int(v) for v in module.op_counts(x, y))  # type: ignore[return-value]
+    if isinstance(module, CountsOps):
+        mults, adds = module.op_counts(x, y)
+        return int(mults), int(adds)
+    n = y.numel()
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         k = module.weight[0].numel()
         return n * k, n * k + (n if module.bias is not None else 0)
-    if kind == "Adder2d":
-        return 0, 3 * n * module.weight[0].numel()
-    if kind == "WHTPointwise":
-        length = _pow2(max(x.shape[1], y.shape[1]))
-        vectors = y.shape[0] * x.shape[2] * x.shape[3]
-        return 0, vectors * (2 * wht_adds(length) + length)
-    if kind == "WHTSpatial":
-        length = _pow2(x.shape[2]) * _pow2(x.shape[3])
-        vectors = x.shape[0] * x.shape[1]
-        return 0, vectors * (2 * wht_adds(length) + length)
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return n, n
     if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
@@ -123,12 +111,13 @@ def op_counts(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[int,
 
 
 def counted_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Leaves and whole adder/WHT layers, in definition order (their submodules are not listed)."""
+    """Leaves and modules that count themselves (:class:`CountsOps`), in definition order (the
+    submodules of the latter are not listed)."""
     out, skip = [], []
     for name, module in model.named_modules():
         if any(name.startswith(prefix + ".") for prefix in skip):
             continue
-        if type(module).__name__ in WHOLE or next(module.children(), None) is None:
+        if isinstance(module, CountsOps) or next(module.children(), None) is None:
             out.append((name or type(module).__name__, module))
             skip.append(name)
     return out

@@ -6,7 +6,7 @@ first parameter, else its first buffer, lives; the CPU for a model with neither)
 data it is given there, cast to the model's floating dtype (:func:`model_dtype`), batch by batch
 or at once (:func:`as_input`); creates its own tensors there; and returns reports as Python
 numbers and CPU tensors.  Switching to eval mode and registering forward hooks are undone on
-exit, also when the model raises (:func:`eval_mode`, :func:`probe`).
+exit, also when the model raises (:func:`eval_mode`, :func:`probe`, :func:`forward_hooks`).
 """
 from __future__ import annotations
 
@@ -102,19 +102,42 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextlib.contextmanager
+def forward_hooks(hooks: Iterable[tuple[nn.Module, Callable]]) -> Iterator[None]:
+    """Forward hooks ``(module, hook)`` (``hook(module, inputs, output)``, as for
+    ``register_forward_hook``) registered for the block and removed on exit, also when the body
+    or a hook raises.  Modes and grad mode are left alone: this is for watching a model while it
+    trains; :func:`probe` adds eval mode and ``no_grad``."""
+    owner = "forward_hooks"
+    try:
+        pairs = list(hooks)
+    except TypeError:
+        raise _check.ArgumentTypeError(f"{owner}: hooks must be an iterable of (module, hook) pairs, "
+                                       f"got {_check._shown(hooks)}") from None
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise _check.ArgumentTypeError(f"{owner}: hooks must hold (module, hook) pairs, got {_check._shown(pair)}")
+        _check.module("module", pair[0], owner)
+        if not callable(pair[1]):
+            raise _check.ArgumentTypeError(f"{owner}: a hook must be callable as hook(module, inputs, output), "
+                                           f"got {_check._shown(pair[1])}")
+    handles = []
+    try:
+        for module, hook in pairs:
+            handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
 def probe(model: nn.Module,
           hooks: Iterable[tuple[nn.Module, Callable]] = ()) -> Iterator[nn.Module]:
     """Eval mode (:func:`eval_mode`), ``torch.no_grad()`` and forward hooks ``(module, hook)``
-    registered on submodules; all undone on exit, also when the body or a hook raises."""
-    handles = []
-    with eval_mode(model), torch.no_grad():
-        try:
-            for module, hook in hooks:
-                handles.append(module.register_forward_hook(hook))
-            yield model
-        finally:
-            for handle in handles:
-                handle.remove()
+    registered on submodules (:func:`forward_hooks`); all undone on exit, also when the body or a
+    hook raises."""
+    with eval_mode(model), torch.no_grad(), forward_hooks(hooks):
+        yield model
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -5,14 +5,11 @@ and the numbers the benchmark checks come from the same settings.
 
 - ``CPU_MODEL``: a reduced MobileNetV2 that two CPU cores train to useful accuracy in minutes
   (ImageNet layout and strides, width 1.0, one or two blocks per stage): 1,227,914 parameters.
-  ``benchmarks/bench_cpu_budget.py`` measured 77.48 % test accuracy after 24 epochs (7.75 min,
-  2,583 images/s on 2 cores). A narrower model that keeps more resolution (stride-1 stem, width
-  0.5: 432,714 parameters) trains a bare step at about 1,300 images/s against 2,900 for this one
-  (measured side by side) and reached 68.36 % in 10 epochs (9.27 min): for a budget of minutes,
-  many epochs of a wide network on small maps beat a few epochs of a narrow one on large maps.
+  Wide on small maps rather than narrow on large ones, because in a budget of minutes the cheaper
+  step buys more epochs (``benchmarks/bench_cpu_budget.py``; results in ``book/notes/training.md``).
 - ``GPU_MODEL``: the full CIFAR-layout MobileNetV2 (seed 002): 2,296,922 parameters.
-- ``CPU_RECIPE`` / ``GPU_RECIPE``: keyword arguments of :func:`mnf.train.fit` plus ``epochs``
-  (``CPU_RECIPE``'s 24 epochs are what fit in ten minutes on two cores, as measured above).
+- ``CPU_RECIPE`` / ``GPU_RECIPE``: keyword arguments of :func:`mnf.train.fit` plus ``epochs``;
+  ``CPU_RECIPE``'s epochs are what fit in ten minutes on two cores (``benchmarks/bench_cpu_budget.py``).
 """
 CPU_MODEL = dict(layout="imagenet", width=1.0, stem_stride=2, blocks=(1, 1, 2, 2, 1, 1, 1), dropout=0.0)
 GPU_MODEL = dict(layout="cifar", width=1.0)

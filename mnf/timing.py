@@ -1,59 +1,198 @@
-"""Wall-clock timing for the chapters: a generic median and a model's per-image latency.
+"""Wall-clock timing for the chapters and the benchmarks, in one module::
 
-    median_ms(lambda: T.fwht(x))                 # median of 5 timed calls after 1 warm-up, in ms
-    latency_ms(model, x, repeats=10)             # ms per image, eval mode, no_grad, one thread
+    with Stopwatch() as clock:                            # a block of work
+        data = load_cifar10()
+    print(f"{clock.seconds:.1f} s")
+    best_seconds(lambda: walsh(n), repeat=3, warmup=0)     # fastest of 3 calls
+    best_seconds_each([f, g], repeat=10)                   # f and g taking turns, fastest of each
+    median_seconds(lambda: T.fwht(x))                      # median of 5 calls after 1 warm-up
+    latency_ms(model, x, repeats=10)                       # ms per image, eval mode, no_grad, one thread
 
-Both synchronise CUDA after every timed call when it is in use (kernels run asynchronously, so
-without it a timer measures only the launch).  In smoke mode (``MNF_SMOKE=1``, :mod:`mnf.budget`)
-the number of timed calls is capped at ``SMOKE_CAPS["repeats"]``.
+CUDA kernels run asynchronously, so a clock read without waiting for them measures only the
+launch: every function here waits for the queued work of ``device`` before it reads the clock
+(:func:`synchronizer`; ``device=None``: the current CUDA device whenever CUDA is initialised,
+nothing otherwise).  In smoke mode (``MNF_SMOKE=1``, :mod:`mnf.budget`) the number of timed calls
+is capped at ``SMOKE_CAPS["repeats"]``.  The benchmarks (:mod:`mnf.bench`) build on the
+primitives :func:`threads`, :func:`synchronizer` and :func:`seconds`.
 """
 from __future__ import annotations
 
 import statistics
 import time
-from contextlib import nullcontext
-from typing import Any, Callable
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, Iterator, Sequence
 
+import numba
 import torch
 from torch import nn
 
-from mnf.bench.common import synchronizer, threads as thread_counts
+from mnf import _check
 from mnf.budget import cap
 from mnf.metrics import as_input, eval_mode, model_device, model_dtype
 
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    from mnf._check import integer
-    integer(name, value, low)
+Sync = Callable[[], None]
 
 
-def _cuda_sync() -> None:
+# ----------------------------------------------------------------------------- primitives
+
+@contextmanager
+def threads(torch_threads: int, numba_threads: int | None = None) -> Iterator[None]:
+    """Run the block with ``torch_threads`` torch threads and ``numba_threads`` Numba threads
+    (capped at ``NUMBA_NUM_THREADS``; ``None`` leaves Numba alone); restore both afterwards."""
+    saved = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        torch.set_num_threads(torch_threads)
+        if numba_threads is not None:
+            numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        numba.set_num_threads(saved[1])
+
+
+_threads = threads   # for latency_ms, whose argument of that name hides the function
+
+
+def _sync_if_cuda() -> None:
     if torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 
-def _median_seconds(fn: Callable[[], Any], repeat: int, warmup: int, sync: Callable[[], None]) -> float:
-    for _ in range(warmup):
-        fn()
+def _no_sync() -> None:
+    pass
+
+
+def synchronizer(device: torch.device | str | None = None) -> Sync:
+    """A function that waits for the queued work of ``device``: ``torch.cuda.synchronize(device)``
+    on a CUDA device, nothing on another device; for ``None``, the current CUDA device whenever
+    CUDA is initialised (asked at every call), else nothing."""
+    return _sync_for(device, "synchronizer")
+
+
+def _sync_for(device: Any, owner: str) -> Sync:
+    """:func:`synchronizer` of ``device``, checked for ``owner``: an unknown device (or a CUDA
+    device this machine does not have) raises ValueError naming the argument."""
+    device = _check.device("device", device, owner)
+    if device is None:
+        return _sync_if_cuda
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return _no_sync
+
+
+def seconds(fn: Callable[[], Any], sync: Sync | None = None) -> float:
+    """Wall time of one call of ``fn()``, with ``sync()`` before starting and before stopping the
+    clock (default: ``synchronizer()``, CUDA whenever it is initialised)."""
+    sync = sync or _sync_if_cuda
     sync()
-    times = []
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def _check_timed(owner: str, name: str, fns: Sequence[Any], repeat: Any, warmup: Any) -> tuple[int, int]:
+    """``repeat`` (an int >= 1) and ``warmup`` (an int >= 0) checked, and every one of ``fns`` callable."""
+    for f in fns:
+        if not callable(f):
+            raise _check.ArgumentTypeError(f"{owner}: {name} must be callable with no arguments, "
+                                           f"got {_check._shown(f)} of type {type(f).__name__}")
+    return _check.positive_int("repeat", repeat, owner), _check.integer("warmup", warmup, 0, owner=owner)
+
+
+def _timed(fns: Sequence[Callable[[], Any]], repeat: int, warmup: int, sync: Sync) -> list[list[float]]:
+    """Seconds of every timed call of each of ``fns``, which take turns: ``warmup`` untimed calls
+    of each, then ``repeat`` rounds of one timed call each (so a burst of load from elsewhere hits
+    them alike); ``sync()`` after the warm-up and after every timed call."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    sync()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(cap(repeat, "repeats")):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            sync()
+            t.append(time.perf_counter() - start)
+    return times
 
 
-def median_ms(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in milliseconds over ``repeat`` calls, after ``warmup`` untimed
-    calls (e.g. Numba compilation).  When CUDA is initialised (``torch.cuda.is_initialized()``) the
-    current device is synchronised after the warm-up and after every timed call."""
-    if not callable(fn):
-        raise TypeError(f"median_ms: fn must be a callable taking no arguments, got {type(fn).__name__}")
-    _check_int("repeat", repeat, 1)
-    _check_int("warmup", warmup, 0)
-    return 1e3 * _median_seconds(fn, repeat, warmup, _cuda_sync)
+# ----------------------------------------------------------------------------- for chapters
+
+def median_seconds(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1,
+                   device: torch.device | str | None = None) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeat`` calls (an int >= 1), after
+    ``warmup`` untimed calls (an int >= 0: e.g. Numba compilation); ``device`` as in the module doc."""
+    repeat, warmup = _check_timed("median_seconds", "fn", [fn], repeat, warmup)
+    return statistics.median(_timed([fn], repeat, warmup, _sync_for(device, "median_seconds"))[0])
+
+
+def best_seconds_each(fns: Sequence[Callable[[], Any]], repeat: int = 5, warmup: int = 1,
+                      device: torch.device | str | None = None) -> list[float]:
+    """The fastest of ``repeat`` timed calls of each of ``fns``, in seconds, one per function.
+
+    The functions take turns (``warmup`` untimed calls of each, then rounds of one call each), so
+    that all of them see the same load from whatever else runs on the machine; the minimum is
+    the least disturbed call.  ``device`` as in the module doc.
+    """
+    if isinstance(fns, (str, bytes)) or not isinstance(fns, Sequence) or len(fns) == 0:
+        raise _check.ArgumentTypeError(f"best_seconds_each: fns must be a non-empty list of callables, "
+                                       f"got {_check._shown(fns)}")
+    repeat, warmup = _check_timed("best_seconds_each", "fns", fns, repeat, warmup)
+    return [min(t) for t in _timed(list(fns), repeat, warmup, _sync_for(device, "best_seconds_each"))]
+
+
+def best_seconds(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1,
+                 device: torch.device | str | None = None) -> float:
+    """The fastest of ``repeat`` timed calls of ``fn()`` in seconds, after ``warmup`` untimed calls
+    (see :func:`best_seconds_each`)."""
+    repeat, warmup = _check_timed("best_seconds", "fn", [fn], repeat, warmup)
+    return min(_timed([fn], repeat, warmup, _sync_for(device, "best_seconds"))[0])
+
+
+class Stopwatch:
+    """The wall time of a block, waiting for ``device``'s queued work at start and stop::
+
+        with Stopwatch() as clock:
+            history = fit(model, data, epochs=3)
+        print(f"trained in {clock.seconds:.0f} s")
+
+    ``seconds`` is the time from :meth:`start` (entering the block) to :meth:`stop` (leaving it);
+    while the stopwatch runs, the time so far.
+    """
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self._sync = _sync_for(device, "Stopwatch")
+        self._start: float | None = None
+        self._stop: float | None = None
+
+    def start(self) -> "Stopwatch":
+        """Start (or restart) the clock; returns the stopwatch."""
+        self._sync()
+        self._start, self._stop = time.perf_counter(), None
+        return self
+
+    def stop(self) -> float:
+        """Stop the clock; returns :attr:`seconds`."""
+        if self._start is None:
+            raise RuntimeError("Stopwatch.stop: the stopwatch was never started")
+        self._sync()
+        self._stop = time.perf_counter()
+        return self.seconds
+
+    @property
+    def seconds(self) -> float:
+        """Seconds from start to stop (to now while running)."""
+        if self._start is None:
+            raise RuntimeError("Stopwatch.seconds: the stopwatch was never started")
+        return (time.perf_counter() if self._stop is None else self._stop) - self._start
+
+    def __enter__(self) -> "Stopwatch":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int, threads: int | None = 1) -> float:
@@ -66,21 +205,22 @@ def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int, threads: int | N
     ``NUMBA_NUM_THREADS``; ``None`` leaves both as they are).  Thread counts and every submodule's
     train/eval mode are restored afterwards, also when the model raises.
     """
+    owner = "latency_ms"
     if not isinstance(model, nn.Module):
-        raise TypeError(f"latency_ms: model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_int("repeats", repeats, 1)
+        raise _check.ArgumentTypeError(f"{owner}: model must be a torch.nn.Module, got {type(model).__name__}")
+    repeats = _check.positive_int("repeats", repeats, owner)
     if threads is not None:
-        from mnf._check import integer
-        integer("threads", threads, 1, owner="latency_ms")
+        _check.integer("threads", threads, 1, owner=owner)
     device = model_device(model)
     x = as_input(x, device, model_dtype(model))
     if x.dim() == 0 or len(x) == 0:
-        raise ValueError(f"latency_ms needs a non-empty batch, got shape {tuple(x.shape)}")
+        raise ValueError(f"{owner} needs a non-empty batch, got shape {tuple(x.shape)}")
 
-    pinned = nullcontext() if threads is None else thread_counts(threads, threads)
+    pinned = nullcontext() if threads is None else _threads(threads, threads)
     with pinned, eval_mode(model), torch.no_grad():
-        seconds = _median_seconds(lambda: model(x), repeats, 1, synchronizer(device))
-    return 1e3 * seconds / len(x)
+        times = _timed([lambda: model(x)], repeats, 1, _sync_for(device, owner))[0]
+    return 1e3 * statistics.median(times) / len(x)
 
 
-__all__ = ["latency_ms", "median_ms"]
+__all__ = ["Stopwatch", "best_seconds", "best_seconds_each", "latency_ms", "median_seconds", "seconds",
+           "synchronizer", "threads"]

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as tf
 
 from adder_oracle import oracle
-from mnf.adder import adder2d, cpu, reference
+from mnf.adder import adder2d, cpu, output_size, reference
+from mnf.adder.cpu import dispatch, layout
 from mnf.layers.adder import Adder2d, adaptive_lr, adaptive_scale
 
 
@@ -169,57 +170,86 @@ def test_transpose8_matches_numpy():
 
 @pytest.mark.parametrize("case", CASES)
 def test_backward_matches_separate_gradients(case):
-    """cpu.backward (one sweep for depthwise layers) == grad_input and grad_weight, both filter
+    """dispatch.backward (one sweep for depthwise layers) == grad_input and grad_weight, both filter
     gradients; every case, so depthwise ones with strides, big padding and odd sizes too."""
     x, w, s, p, g = (v.numpy() if isinstance(v, torch.Tensor) else v for v in _data(case, seed=5))
-    gy = np.random.default_rng(6).standard_normal(cpu.forward(x, w, s, p, g).shape)
+    gy = np.random.default_rng(6).standard_normal(dispatch.forward(x, w, s, p, g).shape)
     for sign in (False, True):
-        dx, dw = cpu.backward(x, w, gy, s, p, g, sign)
-        np.testing.assert_allclose(dx, cpu.grad_input(x, w, gy, s, p, g), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(dw, cpu.grad_weight(x, w, gy, s, p, g, sign), rtol=1e-12, atol=1e-12)
+        dx, dw = dispatch.backward(x, w, gy, s, p, g, sign)
+        np.testing.assert_allclose(dx, dispatch.grad_input(x, w, gy, s, p, g), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dw, dispatch.grad_weight(x, w, gy, s, p, g, sign), rtol=1e-12, atol=1e-12)
 
 
-def test_cpu_kernels_direct_numpy():
+def test_cpu_kernels_direct_numpy_and_torch():
+    """The NumPy level (``dispatch``) against the reference, and the torch entry of the backend
+    (``mnf.adder.cpu``: tensors in, tensors out) against the NumPy level."""
     x, w, s, p, g = _data(CASES[1], seed=3)
     xn, wn = x.numpy(), w.numpy()
-    y = cpu.forward(xn, wn, s, p, g)
+    y = dispatch.forward(xn, wn, s, p, g)
     gn = np.random.default_rng(0).standard_normal(y.shape)
     np.testing.assert_allclose(y, reference.forward(xn, wn, s, p, g), rtol=1e-12)
-    np.testing.assert_allclose(cpu.grad_input(xn, wn, gn, s, p, g), reference.grad_input(xn, wn, gn, s, p, g),
+    np.testing.assert_allclose(dispatch.grad_input(xn, wn, gn, s, p, g), reference.grad_input(xn, wn, gn, s, p, g),
                                atol=1e-12)
-    np.testing.assert_allclose(cpu.grad_weight(xn, wn, gn, s, p, g, True),
+    np.testing.assert_allclose(dispatch.grad_weight(xn, wn, gn, s, p, g, True),
                                reference.grad_weight(xn, wn, gn, s, p, g, True), atol=1e-12)
+    gt = torch.from_numpy(gn)
+    yt = cpu.forward(x, w, s, p, g)
+    assert isinstance(yt, torch.Tensor) and yt.dtype == x.dtype
+    np.testing.assert_array_equal(yt.numpy(), y)
+    np.testing.assert_array_equal(cpu.grad_input(x, w, gt, s, p, g).numpy(), dispatch.grad_input(xn, wn, gn, s, p, g))
+    np.testing.assert_array_equal(cpu.grad_weight(x, w, gt, s, p, g, False).numpy(),
+                                  dispatch.grad_weight(xn, wn, gn, s, p, g, False))
+    for a, b in zip(cpu.backward(x, w, gt, s, p, g, True), dispatch.backward(xn, wn, gn, s, p, g, True)):
+        np.testing.assert_array_equal(a.numpy(), b)
+
+
+def test_output_size():
+    assert output_size(8, 3, 1, 1) == 8 and output_size(9, 3, 2, 1) == 5 and output_size(4, 4) == 1
+    assert output_size(np.int64(7), 2, 3) == 2
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        output_size(4, 7, 1, 1)
+    with pytest.raises(TypeError, match="kernel"):
+        output_size(4, (3, 3))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scratch_and_results_start_on_a_cache_line(dtype):
     like = np.zeros(1, dtype)
     for shape in [(1,), (3, 5), (2, 3, 5, 7)]:
-        for make in (cpu._empty, cpu._zeros):
+        for make in (layout._empty, layout._zeros):
             a = make(shape, like)
             assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
-            assert a.ctypes.data % cpu.ALIGN == 0
-        assert not cpu._zeros(shape, like).any()
+            assert a.ctypes.data % layout.ALIGN == 0
+        assert not layout._zeros(shape, like).any()
     x = np.random.default_rng(0).standard_normal((2, 8, 6, 6)).astype(dtype)
     w = np.random.default_rng(1).standard_normal((8, 1, 3, 3)).astype(dtype)
-    for out in (cpu.forward(x, w, 2, 1, 8), cpu.backward(x, w, np.ones((2, 8, 3, 3), dtype), 2, 1, 8)[0]):
-        assert out.ctypes.data % cpu.ALIGN == 0  # the large results (not the filter gradient)
-    np.testing.assert_array_equal(cpu._dw_filters(w), w[:, 0].transpose(1, 2, 0))
+    for out in (dispatch.forward(x, w, 2, 1, 8), dispatch.backward(x, w, np.ones((2, 8, 3, 3), dtype), 2, 1, 8)[0]):
+        assert out.ctypes.data % layout.ALIGN == 0  # the large results (not the filter gradient)
+    np.testing.assert_array_equal(layout._dw_filters(w), w[:, 0].transpose(1, 2, 0))
+
+
+def test_grouped_filters_take_their_axis_order():
+    w = np.random.default_rng(2).standard_normal((6, 2, 3, 4))  # (O, C/G, kh, kw), 3 groups
+    w_gkcij = w.reshape(3, 2, 2, 3, 4)
+    for order in ("gijck", "gkijc", "gijkc", "gcijk"):
+        got = layout._grouped(w, 3, order)
+        assert got.flags.c_contiguous
+        np.testing.assert_array_equal(got, np.einsum(f"gkcij->{order}", w_gkcij))
 
 
 def test_flat_planes_are_kept_between_calls_and_released():
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 3, 16, 16)), rng.standard_normal((4, 3, 3, 3))
     g = rng.standard_normal((2, 4, 16, 16))
-    cpu.grad_input(x, w, g, 1, 1, 1)  # a stride-1 layer with planes >= GIN_FLAT_MIN: flat kernels
-    kept = {role: getattr(cpu._scratch, role).ctypes.data for role in ("x", "grad")}
+    dispatch.grad_input(x, w, g, 1, 1, 1)  # a stride-1 layer with planes >= GIN_FLAT_MIN: flat kernels
+    kept = {role: getattr(layout._scratch, role).ctypes.data for role in ("x", "grad")}
     small = rng.standard_normal((1, 3, 16, 16))  # fits in the kept planes: reused, still correct
-    dx = cpu.grad_input(small, w, g[:1], 1, 1, 1)
-    assert {role: getattr(cpu._scratch, role).ctypes.data for role in ("x", "grad")} == kept
+    dx = dispatch.grad_input(small, w, g[:1], 1, 1, 1)
+    assert {role: getattr(layout._scratch, role).ctypes.data for role in ("x", "grad")} == kept
     np.testing.assert_allclose(dx, reference.grad_input(small, w, g[:1], 1, 1, 1), atol=1e-12)
     cpu.release_scratch()
-    assert not hasattr(cpu._scratch, "x") and not hasattr(cpu._scratch, "grad")
-    np.testing.assert_allclose(cpu.grad_input(x, w, g, 1, 1, 1), reference.grad_input(x, w, g, 1, 1, 1),
+    assert not hasattr(layout._scratch, "x") and not hasattr(layout._scratch, "grad")
+    np.testing.assert_allclose(dispatch.grad_input(x, w, g, 1, 1, 1), reference.grad_input(x, w, g, 1, 1, 1),
                                atol=1e-12)
 
 
@@ -304,10 +334,18 @@ def test_adaptive_lr_with_sgd_step_and_zero_grad():
 def test_ptx_compiles_for_every_cuda_kernel():
     from numba import cuda as ncuda
 
-    from mnf.adder import cuda as kernels
+    from mnf.adder.cuda import kernels
 
     sigs = kernels.signatures()
     assert len(sigs) == 6
     for kernel, sig in sigs:
         ptx, _ = ncuda.compile_ptx(kernel.py_func, sig, cc=(7, 5))
         assert ".entry" in ptx or ".visible .entry" in ptx
+
+
+def test_negated_view_input_is_read_as_its_values():
+    """A negated view (``z.conj().imag``) has the negative bit set: the kernels must see its values."""
+    z = torch.randn(2, 3, 5, 5, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    x, w = z.conj().imag, torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(1))
+    assert x.is_neg()
+    torch.testing.assert_close(adder2d(x, w, padding=1), adder2d(x.clone(), w, padding=1))

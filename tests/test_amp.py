@@ -37,15 +37,15 @@ def _variants():
         out[f"mobilenet-{pw}/{dw}/wht"] = (_mobilenet(pointwise=pw, depthwise=dw, last="wht"), 16, "cls")
     out["mobilenet-imagenet-wht/wht2d/wht"] = (
         _mobilenet("imagenet", 32, pointwise="wht", depthwise="wht2d", last="wht"), 32, "cls")
-    for layer in M.resnet.LAYERS:
-        out[f"resnet-{layer}"] = (lambda layer=layer: M.resnet20(layer=layer, blocks=1), 16, "cls")
-    out["resnet-dw_adder-separable"] = (
-        lambda: M.resnet20(layer="dw_adder", blocks=1, separable_transitions=True), 16, "cls")
-    out["conv_autoencoder"] = (lambda: M.conv_autoencoder((8, 4, 8)), 16, "ae")
+    for kind in M.resnet.CONV3X3:
+        out[f"resnet-{kind}"] = (lambda kind=kind: M.resnet20(conv3x3=kind, blocks=1), 16, "cls")
+    out["resnet-separable_adder-transitions"] = (
+        lambda: M.resnet20(conv3x3="separable_adder", blocks=1, separable_transitions=True), 16, "cls")
+    out["conv_autoencoder"] = (lambda: M.conv_autoencoder(channels=(8, 4, 8)), 16, "ae")
     # no convolution or linear layer: autocast leaves mf_autoencoder in float32 end to end
-    for layer in M.autoencoder.LAYERS:
-        out[f"mf_autoencoder-{layer}"] = (
-            lambda layer=layer: M.mf_autoencoder((8, 4, 8), layer=layer), 16, "ae")
+    for kind in M.autoencoder.CONV3X3:
+        out[f"mf_autoencoder-{kind}"] = (
+            lambda kind=kind: M.mf_autoencoder(channels=(8, 4, 8), conv3x3=kind), 16, "ae")
     return out
 
 
@@ -69,8 +69,8 @@ def test_variants_cover_every_policy_value():
     names = " ".join(VARIANTS)
     for role, values in (("pointwise", POINTWISE), ("depthwise", DEPTHWISE), ("last", LAST)):
         assert all(f"{role}={v}" in names or v == "conv" for v in values)
-    assert all(f"resnet-{v}" in VARIANTS for v in M.resnet.LAYERS)
-    assert all(f"mf_autoencoder-{v}" in VARIANTS for v in M.autoencoder.LAYERS)
+    assert all(f"resnet-{v}" in VARIANTS for v in M.resnet.CONV3X3)
+    assert all(f"mf_autoencoder-{v}" in VARIANTS for v in M.autoencoder.CONV3X3)
 
 
 @pytest.mark.parametrize("name", VARIANTS)

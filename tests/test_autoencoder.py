@@ -8,7 +8,8 @@ from torch import nn
 from mnf.models.autoencoder import conv_autoencoder, dense_autoencoder, mf_autoencoder, psnr
 
 
-@pytest.mark.parametrize("build", [conv_autoencoder, mf_autoencoder, lambda **k: mf_autoencoder(layer="wht", **k)])
+@pytest.mark.parametrize("build", [conv_autoencoder, mf_autoencoder,
+                                   lambda **k: mf_autoencoder(conv3x3="separable_adder_wht", **k)])
 def test_shapes_and_range(build):
     torch.manual_seed(0)
     model = build(channels=(8, 4, 8))
@@ -19,17 +20,17 @@ def test_shapes_and_range(build):
 
 
 def test_mf_autoencoder_has_no_convolutions_or_linears():
-    for layer in ("adder", "wht"):
-        model = mf_autoencoder(channels=(8, 4, 8), layer=layer)
+    for kind in ("adder", "separable_adder_wht"):
+        model = mf_autoencoder(channels=(8, 4, 8), conv3x3=kind)
         assert not any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
-    with pytest.raises(ValueError, match="unknown layer"):
-        mf_autoencoder(layer="conv")
+    with pytest.raises(ValueError, match="unknown conv3x3 layer 'conv'"):
+        mf_autoencoder(conv3x3="conv")
     with pytest.raises(ValueError, match="three positive ints"):
         conv_autoencoder(channels=(8, 4))
 
 
 def test_dense_autoencoder_shape():
-    model = dense_autoencoder(12, hidden=(6, 2))
+    model = dense_autoencoder(features=12, hidden=(6, 2))
     assert [m.out_features for m in model if isinstance(m, nn.Linear)] == [6, 2, 6, 12]
     assert model(torch.randn(3, 12)).shape == (3, 12)
 

@@ -67,8 +67,8 @@ def test_bad_arguments_print_one_line_and_exit_2(argv, words, capsys):
     (["train", "--model", "resnet20", "--pointwise", "wht"], "--pointwise"),
     (["train", "--model", "resnet20", "--depthwise", "adder"], "--depthwise"),
     (["train", "--model", "resnet20", "--last", "wht"], "--last"),
-    (["train", "--model", "mobilenet_v2", "--layer", "adder"], "--layer"),
-    (["train", "--layer", "adder"], "--layer"),
+    (["train", "--model", "mobilenet_v2", "--conv3x3", "adder"], "--conv3x3"),
+    (["train", "--conv3x3", "adder"], "--conv3x3"),
 ])
 def test_options_for_another_model_are_refused(argv, option, capsys):
     code, out, err = run_main(argv, capsys)
@@ -100,9 +100,9 @@ def test_debug_shows_the_traceback(tmp_path):
 
 def test_train_honours_mnf_download_0(tmp_path, monkeypatch, capsys):
     """``train`` forced a download; with MNF_DOWNLOAD=0 and no data it now says where to put it."""
-    import mnf.data
+    import mnf.data.download
     monkeypatch.setenv("MNF_DOWNLOAD", "0")
-    monkeypatch.setattr(mnf.data, "download_cifar10", lambda *a, **k: pytest.fail("downloaded"))
+    monkeypatch.setattr(mnf.data.download, "download_cifar10", lambda *a, **k: pytest.fail("downloaded"))
     for command in (["train", "--model", "resnet20", "--blocks", "1"], ["data"]):
         code, out, err = run_main(command + ["--root", str(tmp_path)], capsys)
         assert_one_line_error(code, err, 1, "downloads are off", str(tmp_path))

@@ -4,7 +4,7 @@ import importlib.util
 import pytest
 from torch import nn
 
-from mnf.cost import cost_table, wht_adds
+from mnf.cost import cost_table
 from mnf.models import mobilenet_v2, resnet20
 
 needs_adder = pytest.mark.skipif(importlib.util.find_spec("mnf.layers.adder") is None, reason="no mnf.layers.adder")
@@ -42,13 +42,9 @@ def test_adder_layer_has_no_multiplications():
 
 @needs_adder
 def test_adder_resnet_moves_multiplications_to_additions():
-    conv, adder = cost_table(resnet20()).totals, cost_table(resnet20(layer="adder")).totals
+    conv, adder = cost_table(resnet20()).totals, cost_table(resnet20(conv3x3="adder")).totals
     assert conv["params"] == adder["params"] == 272_484
     assert adder["mults"] < conv["mults"] / 20 and adder["adds"] > 2.5 * conv["adds"]
-
-
-def test_wht_adds():
-    assert [wht_adds(n) for n in (1, 2, 8, 512)] == [0, 2, 24, 512 * 9]
 
 
 def test_report_printing_and_params_total():
@@ -64,3 +60,21 @@ def test_report_printing_and_params_total():
 def test_bad_input_size():
     with pytest.raises(ValueError, match="N, C, H, W"):
         cost_table(tiny_conv_net(), (2, 4, 4))
+
+
+def test_modules_count_themselves_through_op_counts():
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return self.inner(x)
+
+        def op_counts(self, x, y):
+            return 7, 11
+
+    report = cost_table(nn.Sequential(Custom(), nn.ReLU()), (1, 2, 4, 4))
+    assert [(r.kind, r.mults, r.adds) for r in report.layers] == [("Custom", 7, 11), ("ReLU", 0, 0)]  # as a whole
+    impostor = type("Adder2d", (nn.Module,), {"forward": lambda self, x: x})   # a class name alone means nothing
+    assert cost_table(nn.Sequential(impostor()), (1, 2, 4, 4)).layers[0].adds == 0

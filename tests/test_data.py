@@ -113,9 +113,8 @@ def test_download_success_then_load(tmp_path):
 def test_load_downloads_when_missing(tmp_path, monkeypatch):
     body = make_archive()
     with _Server(body) as server:
-        monkeypatch.setattr(D, "URL", server.url)
         real = D.download_cifar10
-        monkeypatch.setattr(D, "download_cifar10",
+        monkeypatch.setattr(D.download, "download_cifar10",
                             lambda root: real(root, url=server.url, md5=hashlib.md5(body).hexdigest(),
                                               progress=False))
         data = D.load_cifar10(tmp_path / "fresh", download=True)

@@ -27,7 +27,7 @@ from mnf.compress import activation_counts, factorize, fake_quantize, prune, qua
 from mnf.cost import cost_table
 from mnf.metrics import eval_mode, evaluate, model_device, model_dtype, probe, resolve_device
 from mnf.models.autoencoder import conv_autoencoder, reconstruct, train_autoencoder
-from mnf.timing import latency_ms, median_ms
+from mnf.timing import latency_ms, median_seconds
 
 SENTINEL = torch.device("cpu", 0)
 MODULES = [importlib.import_module(name) for name in (
@@ -227,7 +227,7 @@ def test_quantize_keeps_the_models_dtype():
 def test_train_autoencoder_moves_data_to_model_device_and_dtype(moved):
     images = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = conv_autoencoder((4, 2, 4))
+    model = conv_autoencoder(channels=(4, 2, 4))
     reference = train_autoencoder(copy.deepcopy(model), images, steps=5, batch_size=4, progress=False)
     checked = Checked(copy.deepcopy(model).double(), moved)
     losses = train_autoencoder(checked, images, steps=5, batch_size=4, progress=False)
@@ -243,14 +243,14 @@ def test_train_autoencoder_moves_the_model_when_given_a_device():
             calls.append((args, kwargs))
             return super().to(*args, **kwargs)
 
-    model = Recorder(*conv_autoencoder((4, 2, 4)).children())
+    model = Recorder(*conv_autoencoder(channels=(4, 2, 4)).children())
     train_autoencoder(model, torch.rand(8, 3, 8, 8), steps=1, batch_size=4, device="cpu", progress=False)
     assert calls == [(("cpu",), {})]
 
 
 def test_reconstruct_moves_batches_and_returns_cpu_float32(moved):
     images = torch.rand(7, 3, 8, 8)
-    model = conv_autoencoder((4, 2, 4)).double().train()
+    model = conv_autoencoder(channels=(4, 2, 4)).double().train()
     checked = Checked(model, moved)
     out = reconstruct(checked, images, batch_size=3)
     assert checked.calls == 3 and out.dtype == torch.float32 and out.device.type == "cpu" and model.training
@@ -330,7 +330,7 @@ def test_error_in_reconstruct_and_train_autoencoder(monkeypatch):
             bars.append(self)
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
-    ae = conv_autoencoder((4, 2, 4))
+    ae = conv_autoencoder(channels=(4, 2, 4))
     model = nn.Sequential(ae.encoder, Boom(after=1), ae.decoder)
     with pytest.raises(RuntimeError, match="boom"):
         train_autoencoder(model, torch.rand(8, 3, 8, 8), steps=4, batch_size=4, progress=True)
@@ -351,7 +351,7 @@ class Clock:
         return self.now
 
 
-def test_median_ms_takes_the_median_and_synchronises_cuda(monkeypatch):
+def test_median_seconds_takes_the_median_and_synchronises_cuda(monkeypatch):
     import mnf.timing
     clock = Clock()
     monkeypatch.setattr(mnf.timing, "time", clock)
@@ -363,18 +363,100 @@ def test_median_ms_takes_the_median_and_synchronises_cuda(monkeypatch):
     syncs = []
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: syncs.append(device))
-    assert median_ms(fn) == pytest.approx(3.0)
+    assert median_seconds(fn) == pytest.approx(0.003)
     assert syncs == []
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     calls = []
-    assert median_ms(lambda: calls.append(len(syncs)), repeat=3, warmup=2) == 0.0
+    assert median_seconds(lambda: calls.append(len(syncs)), repeat=3, warmup=2) == 0.0
     assert calls == [0, 0, 1, 2, 3] and len(syncs) == 4               # after the warm-up and every timed call
     with pytest.raises(ValueError, match="repeat must be an int >= 1"):
-        median_ms(fn, repeat=0)
+        median_seconds(fn, repeat=0)
 
 
 def test_timing_repeats_are_capped_in_smoke_mode(monkeypatch):
     monkeypatch.setenv("MNF_SMOKE", "1")
     calls = []
-    median_ms(lambda: calls.append(1), repeat=10, warmup=1)
+    median_seconds(lambda: calls.append(1), repeat=10, warmup=1)
     assert len(calls) == 1 + 2
+
+
+def test_best_seconds_each_takes_turns_and_keeps_the_fastest(monkeypatch):
+    import mnf.timing
+    from mnf.timing import best_seconds, best_seconds_each
+    clock = Clock()
+    monkeypatch.setattr(mnf.timing, "time", clock)
+    order = []
+
+    def timed(name, durations):
+        durations = iter(durations)
+
+        def fn():
+            order.append(name)
+            clock.now += next(durations)
+        return fn
+
+    f, g = timed("f", [9.0, 3.0, 1.0, 2.0]), timed("g", [9.0, 5.0, 6.0, 4.0])   # warm-up, then three timed calls
+    assert best_seconds_each([f, g], repeat=3, warmup=1) == [1.0, 4.0]
+    assert order == ["f", "g"] + ["f", "g"] * 3                               # warm-ups, then turns
+    assert best_seconds(timed("h", [2.0, 0.5, 1.5]), repeat=3, warmup=0) == 0.5
+    for bad in ([], [3], "fn", None):
+        with pytest.raises(TypeError, match="fns"):
+            best_seconds_each(bad)
+    with pytest.raises(ValueError, match="warmup must be an int >= 0"):
+        best_seconds(f, warmup=-1)
+
+
+def test_stopwatch_times_a_block_and_synchronises_cuda(monkeypatch):
+    import mnf.timing
+    from mnf.timing import Stopwatch
+    clock = Clock()
+    monkeypatch.setattr(mnf.timing, "time", clock)
+    syncs = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: syncs.append(device))
+    with Stopwatch() as watch:
+        clock.now += 2.0
+        assert watch.seconds == 2.0                   # running: the time so far
+        clock.now += 1.0
+    clock.now += 5.0
+    assert watch.seconds == 3.0 and len(syncs) == 2    # stopped; waited for CUDA at start and stop
+    with pytest.raises(RuntimeError, match="never started"):
+        Stopwatch().seconds
+    with pytest.raises(RuntimeError, match="boom"), Stopwatch() as failed:
+        clock.now += 1.0
+        raise RuntimeError("boom")
+    assert failed.seconds == 1.0                      # stopped on the way out of a failing block
+
+
+def test_chapter_done_prints_the_time_since_the_setup_cell(monkeypatch, capsys):
+    import sys
+
+    import mnf.plots
+    import mnf.timing
+    budget_module = sys.modules["mnf.budget"]   # mnf.budget is also the name of a function
+    monkeypatch.setenv("MNF_BUDGET", "ci")
+    monkeypatch.setattr(budget_module, "_CHAPTER_CLOCK", None)
+    monkeypatch.setattr(mnf.plots, "style", lambda: None)   # leave matplotlib's settings alone
+    with pytest.raises(RuntimeError, match="mnf.chapter"):
+        mnf.chapter_done()
+    clock = Clock()
+    monkeypatch.setattr(mnf.timing, "time", clock)
+    mnf.chapter("no/such/chapter")
+    clock.now += 41.6
+    capsys.readouterr()
+    mnf.chapter_done()
+    assert capsys.readouterr().out == "chapter ran in 42 s under budget 'ci'\n"
+
+
+def test_forward_hooks_are_removed_and_modes_kept(monkeypatch):
+    from mnf.metrics import forward_hooks
+    model = failing_classifier(after=0).train()
+    seen = []
+    with pytest.raises(RuntimeError, match="boom"):
+        with forward_hooks([(model[0], lambda m, a, o: seen.append(o.shape))]):
+            model(torch.randn(2, 3, 8, 8))
+    assert len(seen) == 1 and no_hooks(model) and model.training and torch.is_grad_enabled()
+    with pytest.raises(TypeError, match="hook"):
+        with forward_hooks([(model[0], "not a hook")]):
+            pass
+    assert no_hooks(model)

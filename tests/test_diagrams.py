@@ -9,9 +9,9 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mnf import diagrams  # noqa: E402
-from mnf.models import MODELS, build, mobilenet_v2, resnet20  # noqa: E402
+from mnf.models import build, mobilenet_v2, resnet20  # noqa: E402
 from mnf.models.policy import DEPTHWISE, LAST, POINTWISE  # noqa: E402
-from mnf.models.resnet import LAYERS  # noqa: E402
+from mnf.models.resnet import CONV3X3  # noqa: E402
 from mnf.plots import COLUMN_WIDTH  # noqa: E402
 
 DIAGRAMS = ["inverted_residual", "adder_inverted_residual", "ds_adder_resnet_block", "wht_layer_flow",
@@ -42,13 +42,13 @@ def test_each_diagram_is_a_figure_one_column_wide(name):
 
 def test_variants_cover_every_option_of_the_policies():
     found = diagrams.variants()
-    assert {name for name, _ in found} == set(MODELS)
+    assert {name for name, _ in found} == {"mobilenet_v2", "resnet20"}   # the classifier families with roles
     mobilenet = [kw for name, kw in found if name == "mobilenet_v2"]
     resnet = [kw for name, kw in found if name == "resnet20"]
     assert {} in mobilenet and {} in resnet
     for role, values in (("pointwise", POINTWISE), ("depthwise", DEPTHWISE), ("last", LAST)):
         assert {v for kw in mobilenet for k, v in kw.items() if k == role} | {"conv"} == set(values)
-    assert {kw["layer"] for kw in resnet if kw} | {"conv"} == set(LAYERS)
+    assert {kw["conv3x3"] for kw in resnet if kw} | {"conv"} == set(CONV3X3)
     for name, kw in found:                    # every listed variant builds
         build(name, **kw, **({"blocks": (1,) * 7} if name == "mobilenet_v2" else {"blocks": 1}))
 
@@ -61,7 +61,7 @@ def test_variant_grid_lists_every_variant():
             label = "plain" if not kw else ", ".join(f"{k}={v!r}" for k, v in kw.items())
             assert label in shown
         labels = [t.get_text() for t in fig.axes[0].texts]
-        assert labels.count("plain") == len(MODELS)            # one plain row per model family
+        assert labels.count("plain") == 2                      # one plain row per model family
         for family in ("MobileNetV2", "ResNet-20"):
             assert family in shown
     finally:
@@ -82,7 +82,7 @@ def test_block_diagrams_show_the_layers_the_models_build():
 
 @pytest.mark.parametrize("make", [lambda: mobilenet_v2(layout="imagenet", width=0.5),
                                   lambda: mobilenet_v2(layout="cifar", width=0.25, pointwise="wht"),
-                                  lambda: resnet20(layer="dw_adder", blocks=1)])
+                                  lambda: resnet20(conv3x3="separable_adder", blocks=1)])
 def test_out_shape_matches_a_forward_pass(make):
     model = make().eval()
     layers = list(model.features) if hasattr(model, "features") else [model.stem, *model.stages]

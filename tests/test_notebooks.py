@@ -141,3 +141,28 @@ def test_build_check_reads_the_budget_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(nbformat, "read", lambda path, as_version: nb if Path(path) == chapter
                         else original(path, as_version))
     assert any(f.startswith(label) and "not executed" in f for f in notebook.build_problems("ci", build_dir=tmp_path))
+
+
+# What the package does for a chapter, a chapter does not write again (CONTRIBUTING.md): clocks come
+# from mnf.timing, eval mode and hooks from mnf.metrics (undone in `finally`), nothing from the
+# repository's benchmarks/ folder or sys.path.
+HAND_WRITTEN = {
+    r"\btime\.(perf_counter|time|monotonic)\(": "a clock: use mnf.timing (Stopwatch, best_seconds, ...)",
+    r"\.register_forward_hook\(": "a forward hook: use mnf.metrics.probe or forward_hooks",
+    r"\.eval\(\)": "eval mode: use mnf.metrics.probe or eval_mode",
+    r"\bsys\.path\b|\bimportlib\b": "an import from outside the package: use mnf",
+    r"""(open|Path)\(\s*["'](\.\./|book/|benchmarks/|mnf/|tests/)""": "a file read by repository path",
+}
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_chapter_uses_the_package_helpers(path):
+    nb = nbformat.read(path, as_version=4)
+    found = []
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        source = cell.source if i else ""   # the setup cell (code cell 0) is stamped by tools/notebook.py
+        for pattern, what in HAND_WRITTEN.items():
+            if re.search(pattern, source):
+                found.append(f"code cell {i}: {what}")
+    ended = [c for c in nb.cells if c.cell_type == "code" and "chapter ran in" in c.source]
+    assert found == [] and ended == [], found + ["prints 'chapter ran in' itself: use mnf.chapter_done()"] * len(ended)

@@ -174,7 +174,7 @@ def _model(name):
     models = {
         "resnet": lambda: resnet20(blocks=1),
         "resnet5": lambda: resnet20(blocks=1, num_classes=5),
-        "resnet_adder": lambda: resnet20(blocks=1, layer="adder"),
+        "resnet_adder": lambda: resnet20(blocks=1, conv3x3="adder"),
         "resnet64": lambda: resnet20(blocks=1).double(),
         "mlp": lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)),
         "mlp_nan": lambda: _poison(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))),
@@ -631,13 +631,11 @@ fn("adder2d_sizes", lambda **kw: __import__("mnf.adder", fromlist=["x"]).adder2d
    risky=True)
 
 fn("output_size", lambda **kw: __import__("mnf.adder", fromlist=["x"]).output_size(**kw),
-   dict(h=8, w=8, kernel=(3, 3), stride=1, padding=1),
-   dict(h=NONNEG_INT, w=NONNEG_INT, stride=POS_INT, padding=NONNEG_INT,
-        kernel=pool(ok=((1, 1), [2, 2]), type_=(3, None, "33"), range_=((0, 3), (20, 1)))),
-   verify=lambda r, kw: close(r, ((kw["h"] + 2 * kw["padding"] - kw["kernel"][0]) // kw["stride"] + 1,
-                                  (kw["w"] + 2 * kw["padding"] - kw["kernel"][1]) // kw["stride"] + 1)),
-   valid_if=lambda kw: kw["kernel"][0] <= kw["h"] + 2 * kw["padding"] and kw["kernel"][1] <= kw["w"] + 2 * kw["padding"],
-   names=dict(kernel=("kernel",), h=("h", "kernel"), w=("w", "kernel"), padding=("padding", "kernel")))
+   dict(size=8, kernel=3, stride=1, padding=1),
+   dict(size=NONNEG_INT, stride=POS_INT, padding=NONNEG_INT, kernel=POS_INT),
+   verify=lambda r, kw: close(r, (kw["size"] + 2 * kw["padding"] - kw["kernel"]) // kw["stride"] + 1),
+   valid_if=lambda kw: kw["kernel"] <= kw["size"] + 2 * kw["padding"],
+   names=dict(kernel=("kernel",), size=("size", "kernel"), padding=("padding", "kernel")))
 
 
 def _adder_layer(**kw):
@@ -738,10 +736,10 @@ def _verify_threshold_module(r, kw):
 
 fn("Threshold", _threshold_module, dict(shape=4),
    dict(shape=pool(ok=(1, (2, 3), np.int64(5), [4]), type_=(2.5, "4", None, True), range_=(0, (2, 0), (), -1)),
-        kind=choice("soft", "hard", "smooth"),
+        threshold=choice("soft", "hard", "smooth"),
         init=pool(ok=(0, 0.0, 2, np.float32(0.5)), type_=("0.1", None, True), range_=(-0.1, math.nan, math.inf)),
         scale=FLAG, keep_dc=FLAG),
-   verify=_verify_threshold_module, names=dict(kind=("kind",)))
+   verify=_verify_threshold_module, names=dict(threshold=("threshold",)))
 
 
 def _wht(cls, **kw):
@@ -827,8 +825,8 @@ def _verify_classifier(model, kw):
 
 fn("resnet20", lambda **kw: __import__("mnf.models", fromlist=["x"]).resnet20(**kw), dict(blocks=1),
    dict(num_classes=POS_INT, blocks=pool(ok=(1, np.int64(1)), type_=(1.0, "1", None, True), range_=(0, -1)),
-        layer=choice("conv", "adder", "dw_adder"), separable_transitions=FLAG),
-   verify=_verify_classifier, names=dict(layer=("layer",)))
+        conv3x3=choice("conv", "adder", "separable_adder"), separable_transitions=FLAG),
+   verify=_verify_classifier, names=dict(conv3x3=("conv3x3",)))
 
 fn("mobilenet_v2", lambda **kw: __import__("mnf.models", fromlist=["x"]).mobilenet_v2(**kw),
    dict(layout="imagenet", width=0.25, blocks=(1,) * 7, input_size=32),
@@ -865,9 +863,9 @@ def _verify_autoencoder(r, kw):
 
 fn("mf_autoencoder", _autoencoder, dict(kind="mf", size=16, channels=(4, 4, 4)),
    dict(channels=pool(ok=((1, 2, 3), [4, 4, 4]), type_=(4, None), range_=((4, 4), (0, 4, 4), (4, 4.5, 4))),
-        in_channels=POS_INT, layer=choice("adder", "wht"),
+        in_channels=POS_INT, conv3x3=choice("adder", "separable_adder_wht"),
         size=pool(ok=(8, 16, 28), range_=(30, 6, 17))),
-   verify=_verify_autoencoder, names=dict(size=("H and W", "multiple"), layer=("layer",)), risky=True)
+   verify=_verify_autoencoder, names=dict(size=("H and W", "multiple"), conv3x3=("conv3x3",)), risky=True)
 
 fn("conv_autoencoder", _autoencoder, dict(kind="conv", size=16, channels=(4, 4, 4)),
    dict(channels=pool(ok=((1, 2, 3),), type_=(None,), range_=((4, 4),)), in_channels=POS_INT,
@@ -903,7 +901,7 @@ def _train_ae(**kw):
     from mnf.models import conv_autoencoder
     from mnf.models.autoencoder import train_autoencoder
     torch.manual_seed(0)
-    model = build(kw.pop("model")) if "model" in kw else conv_autoencoder((2, 2, 2))
+    model = build(kw.pop("model")) if "model" in kw else conv_autoencoder(channels=(2, 2, 2))
     return train_autoencoder(model, build(kw.pop("images")), progress=kw.pop("progress", False), **kw)
 
 
@@ -924,7 +922,7 @@ def _reconstruct(**kw):
     from mnf.models import conv_autoencoder
     from mnf.models.autoencoder import reconstruct
     torch.manual_seed(0)
-    model = build(kw.pop("model")) if "model" in kw else conv_autoencoder((2, 2, 2))
+    model = build(kw.pop("model")) if "model" in kw else conv_autoencoder(channels=(2, 2, 2))
     images = build(kw.pop("images"))
     return reconstruct(model, images, **kw), model, images
 
@@ -1041,7 +1039,7 @@ def _load(**kw):
     import pickle as pk
 
     from mnf.data import FILES, FOLDER, load_cifar10
-    from mnf import data as data_module
+    from mnf.data import cifar10 as data_module
     root = Path(build(kw["root"]))
     folder = root / FOLDER
     data_module._CACHE.pop(folder.resolve(), None)
@@ -1091,8 +1089,9 @@ def _lr_reference(step, total, spe, lr, schedule, t0, mult):
 
 def _verify_lr(r, kw):
     a = dict(dict(step=0, total_steps=10, steps_per_epoch=2, lr=0.1, schedule="sgdr", sgdr_t0=1.0, sgdr_mult=2.0), **kw)
+    t0, mult = (float(a["sgdr_t0"]), float(a["sgdr_mult"])) if a["schedule"] == "sgdr" else (1.0, 2.0)  # unused
     ref = _lr_reference(int(a["step"]), int(a["total_steps"]), int(a["steps_per_epoch"]), float(a["lr"]),
-                        a["schedule"], float(a["sgdr_t0"]), float(a["sgdr_mult"]))
+                        a["schedule"], t0, mult)
     assert abs(r - ref) <= 1e-6 * max(1.0, abs(ref)), f"{r} != {ref}"
 
 
@@ -1294,10 +1293,6 @@ fn("cost_table", _cost, dict(),
                    type_=(Make("model", ("not_a_model",)), None))),
    verify=_verify_cost, names=dict(input_size=("input_size",), model=("model",), device=("device",)))
 
-fn("wht_adds", lambda **kw: __import__("mnf.cost", fromlist=["x"]).wht_adds(**kw), dict(n=8),
-   dict(n=pool(ok=(1, 2, np.int64(1024)), type_=(8.0, None), range_=(0, 3, -8))),
-   verify=lambda r, kw: close(r, int(kw["n"]) * int(math.log2(int(kw["n"])))))
-
 
 def _quantize(**kw):
     from mnf.compress import fake_quantize, quantize
@@ -1412,28 +1407,6 @@ fn("plan_training", _plan, dict(seconds=None, max_epochs=2),
    verify=_verify_plan, names=dict(seconds=("seconds",), max_epochs=("max_epochs",), data=("images", "labels", "set", "data")))
 
 
-def _svd(**kw):
-    from mnf.compress import svd_factors
-    w = build(kw["weight"])
-    a, b = svd_factors(w, kw["rank"])
-    return a, b, w
-
-
-def _verify_svd(r, kw):
-    a, b, w = r
-    k = min(int(kw["rank"]), *w.shape)
-    assert a.shape == (w.shape[0], k) and b.shape == (k, w.shape[1])
-    s = torch.linalg.svdvals(w.double())
-    close(float(torch.linalg.norm(w.double() - a.double() @ b.double())), float(s[k:].square().sum().sqrt()), 1e-4)
-
-
-fn("svd_factors", _svd, dict(weight=Make("t", ((4, 6),)), rank=2),
-   dict(rank=POS_INT + pool(ok=(9,)),
-        weight=pool(ok=(Make("t", ((1, 1), "float64")),), type_=(Make("np", ((4, 6),)), Make("t", ((4, 6), "int64")), None),
-                    range_=(Make("t", ((4,),)), Make("t", ((0, 3),)), Make("t", ((4, 6), "float32", "contiguous", 0, True))))),
-   verify=_verify_svd, names=dict(weight=("weight",)))
-
-
 def _prune_chain(**kw):
     from mnf.compress import find_chains, prune_chain
     model = _model("mlp")
@@ -1490,20 +1463,54 @@ fn("as_input", _as_input, dict(x=Make("t", ((2, 3),))),
 
 
 def _timing(**kw):
-    from mnf.timing import latency_ms, median_ms
-    if kw.pop("which") == "median":
-        return median_ms(**{k: build(v) for k, v in kw.items()})
-    return latency_ms(**{k: build(v) for k, v in kw.items()})
+    import mnf.timing
+    return getattr(mnf.timing, kw.pop("which"))(**{k: build(v) for k, v in kw.items()})
 
 
 BUILDERS["noop"] = lambda: (lambda: None)
-fn("median_ms", _timing, dict(which="median", fn=Make("noop"), repeat=2),
-   dict(repeat=POS_INT, warmup=NONNEG_INT, fn=pool(type_=(3, None))),
-   verify=lambda r, kw: close(r >= 0, True))
-fn("latency_ms", _timing, dict(which="latency", model=Make("model", ("mlp",)), x=Make("t", ((2, 4),)), repeats=2),
+TIMING_DEVICE = optional(pool(ok=("cpu", Make("device", ("cpu",)), "meta"), type_=(3, ("cpu",)),
+                              range_=("bogus", "cuda:99")))
+for _name in ("median_seconds", "best_seconds"):
+    fn(_name, _timing, dict(which=_name, fn=Make("noop"), repeat=2),
+       dict(repeat=POS_INT, warmup=NONNEG_INT, fn=pool(type_=(3, None)), device=TIMING_DEVICE),
+       verify=lambda r, kw: close(r >= 0, True))
+fn("best_seconds_each", _timing, dict(which="best_seconds_each", fns=[Make("noop"), Make("noop")], repeat=2),
+   dict(repeat=POS_INT, warmup=NONNEG_INT, device=TIMING_DEVICE,
+        fns=pool(ok=([Make("noop")],), type_=(3, None, "fn", [], [3], Make("noop")))),
+   verify=lambda r, kw: close(len(r) == len(kw.get("fns", [1, 2])) and min(r) >= 0, True))
+
+
+def _stopwatch(**kw):
+    from mnf.timing import Stopwatch
+    with Stopwatch(**{k: build(v) for k, v in kw.items()}) as watch:
+        pass
+    return watch.seconds
+
+
+fn("Stopwatch", _stopwatch, dict(), dict(device=TIMING_DEVICE), verify=lambda r, kw: close(r >= 0, True))
+fn("latency_ms", _timing, dict(which="latency_ms", model=Make("model", ("mlp",)), x=Make("t", ((2, 4),)), repeats=2),
    dict(repeats=POS_INT, threads=optional(POS_INT), model=pool(type_=(3,)),
         x=pool(type_=(Make("np", ((2, 4),)),), range_=(Make("t", ((0, 4),)),))),
    verify=lambda r, kw: close(r >= 0, True), names=dict(x=("batch", "x", "inputs")))
+
+_HOOKED = nn.Linear(4, 4)
+BUILDERS["hooked"] = lambda: _HOOKED
+BUILDERS["hook"] = lambda: (lambda module, inputs, output: None)
+
+
+def _forward_hooks(hooks):
+    """The number of hooks left on the layer after a forward pass inside ``forward_hooks``."""
+    from mnf.metrics import forward_hooks
+    with forward_hooks(build(hooks)):
+        _HOOKED(torch.zeros(1, 4))
+    return len(_HOOKED._forward_hooks)
+
+
+fn("forward_hooks", _forward_hooks, dict(hooks=[(Make("hooked"), Make("hook"))]),
+   dict(hooks=pool(ok=([], ((Make("hooked"), Make("hook")),)),
+                   type_=(3, None, [Make("hooked")], [(3, Make("hook"))], [(Make("hooked"), 3)],
+                          [(Make("hooked"), Make("hook"), 1)]))),
+   verify=lambda r, kw: close(r, 0), names=dict(hooks=("hooks", "hook", "module")))
 
 
 # ---------------------------------------------------------------------------- the command line
@@ -1543,7 +1550,7 @@ def _cli(**kw):
 CLI_GOOD_COMMON = [["--lr", "0.05"], ["--seed", "3"], ["--budget", "ci"], ["--epochs", "2"], ["--batch-size", "64"],
                    ["--schedule", "sgdr"], ["--no-progress"], ["--label-smoothing", "0.1"], ["--per-class", "5"],
                    ["--test-per-class", "2"], ["--channels-last"], ["--num-classes", "10"], ["--debug"]]
-CLI_GOOD_MODEL = {"resnet20": [["--layer", "adder"], ["--blocks", "1"]],
+CLI_GOOD_MODEL = {"resnet20": [["--conv3x3", "adder"], ["--blocks", "1"]],
                   "mobilenet_v2": [["--layout", "cifar"], ["--width", "0.5"], ["--pointwise", "wht"],
                                    ["--depthwise", "wht2d"], ["--last", "wht"], ["--blocks", "1,1,1,1,1,1,1"]]}
 CLI_BAD_VALUES = {   # option -> values argparse must refuse
@@ -1552,11 +1559,11 @@ CLI_BAD_VALUES = {   # option -> values argparse must refuse
     "--width": ["0", "-0.5", "nan", "inf"], "--num-classes": ["0", "9", "-10", "ten"], "--seed": ["x", "-1", "0.5"],
     "--blocks": ["", "1,,2", "1,0,1,1,1,1,1", "a", "-1"], "--model": ["resnet", "vgg"], "--schedule": ["step"],
     "--budget": ["huge"], "--pointwise": ["WHT", "fft"], "--depthwise": ["dw"], "--last": ["none"],
-    "--layer": ["add"], "--layout": ["tiny"],
+    "--conv3x3": ["add", "dw_adder"], "--layout": ["tiny"],
 }
 CLI_OTHER_MODEL = {"resnet20": ["--layout cifar", "--width 0.5", "--pointwise wht", "--depthwise adder", "--last wht",
                                 "--blocks 1,1"],
-                   "mobilenet_v2": ["--layer adder", "--blocks 1,2,3"]}
+                   "mobilenet_v2": ["--conv3x3 adder", "--blocks 1,2,3"]}
 
 
 @st.composite
@@ -1631,6 +1638,8 @@ def validity(f: Fn, kw: dict, perturbed: dict[str, str]) -> tuple[bool, tuple[st
     if f.name == "adder2d":
         valid, names = adder_validity(kw)
         return valid, names, False
+    if f.name == "lr_at" and kw.get("schedule") != "sgdr":   # only the sgdr schedule reads (and checks) these
+        perturbed = {k: t for k, t in perturbed.items() if k not in ("sgdr_t0", "sgdr_mult")}
     valid = all(t == OK for t in perturbed.values())
     combination = True   # the values together pass f.valid_if (checked even when one is bad)
     if f.valid_if is not None:
@@ -1865,9 +1874,10 @@ SPEC_TESTS = {   # function -> examples
     "conv_autoencoder": 12, "dense_autoencoder": 12, "psnr": 15, "train_autoencoder": 20, "reconstruct": 15,
     "stratified_subset": 25, "normalize": 14, "random_crop_flip": 20, "batches": 30, "load_cifar10": 15,
     "lr_at": 60, "fit": 45, "evaluate": 30, "load_checkpoint": 15, "scores": 6, "plot_confusion": 8,
-    "cost_table": 25, "wht_adds": 10, "quantize": 30, "quantize_tensor": 15, "prune": 35, "factorize": 25,
-    "choose_rank": 10, "choose_rank_energy": 8, "plan_training": 20, "svd_factors": 15, "prune_chain": 20,
-    "QuantizedLinear": 12, "amp_dtype_for": 6, "as_input": 8, "factorize_energy": 12, "median_ms": 10, "latency_ms": 12, "walsh": 6, "dyadic": 6, "walsh_permutation": 6,
+    "cost_table": 25, "quantize": 30, "quantize_tensor": 15, "prune": 35, "factorize": 25,
+    "choose_rank": 10, "choose_rank_energy": 8, "plan_training": 20, "prune_chain": 20,
+    "QuantizedLinear": 12, "amp_dtype_for": 6, "as_input": 8, "factorize_energy": 12, "median_seconds": 10,
+    "best_seconds": 8, "best_seconds_each": 10, "forward_hooks": 10, "Stopwatch": 8, "latency_ms": 12, "walsh": 6, "dyadic": 6, "walsh_permutation": 6,
     "dyadic_permutation": 6, "fit_resume": 10,
 }
 

@@ -128,7 +128,7 @@ def test_plot_history():
 
 @pytest.mark.skipif(importlib.util.find_spec("mnf.layers.adder") is None, reason="no mnf.layers.adder")
 def test_adder_model_trains_and_hooks_are_removed(tiny_data):
-    model = tiny_model(layer="adder")
+    model = tiny_model(conv3x3="adder")
     history = fit(model, tiny_data, epochs=1, batch_size=100, progress=False)
     assert math.isfinite(history["train_loss"][0])
     weight = model.stages[0].f1.weight
@@ -152,7 +152,7 @@ AMP_VARIANTS = {
     **{f"mobilenet_v2 depthwise={d}": dict(depthwise=d) for d in ("adder", "wht2d")},
     "mobilenet_v2 last=wht": dict(last="wht"),
     "mobilenet_v2 adder pointwise + depthwise": dict(pointwise="adder", depthwise="adder"),
-    **{f"resnet20 layer={layer}": dict(resnet=layer) for layer in ("conv", "adder", "dw_adder")},
+    **{f"resnet20 conv3x3={kind}": dict(resnet=kind) for kind in ("conv", "adder", "separable_adder")},
 }
 
 
@@ -163,7 +163,7 @@ def test_every_model_variant_trains_under_mixed_precision(name, tiny_data):
     kw = AMP_VARIANTS[name]
     torch.manual_seed(0)
     if "resnet" in kw:
-        model = resnet20(blocks=1, layer=kw["resnet"])
+        model = resnet20(blocks=1, conv3x3=kw["resnet"])
     else:
         model = mobilenet_v2(layout="imagenet", width=0.25, blocks=(1,) * 7, input_size=32, **kw)
     before = [p.detach().clone() for p in model.parameters()]
@@ -177,11 +177,11 @@ def test_every_model_variant_trains_under_mixed_precision(name, tiny_data):
 def test_resume_reads_the_checkpoint_onto_the_cpu(tmp_path, tiny_data, monkeypatch):
     """On CUDA, a checkpoint mapped to the GPU would hand torch.set_rng_state a CUDA tensor
     (TypeError: RNG state must be a torch.ByteTensor); fit reads it onto the CPU instead."""
-    import mnf.train
+    import mnf.train.loop
     run(tmp_path, tiny_data, stop_after=1)
     seen = []
-    original = mnf.train._read_checkpoint
-    monkeypatch.setattr(mnf.train, "_read_checkpoint", lambda path, device: seen.append(str(device)) or
+    original = mnf.train.loop.read_checkpoint
+    monkeypatch.setattr(mnf.train.loop, "read_checkpoint", lambda path, device: seen.append(str(device)) or
                         original(path, device))
     assert len(run(tmp_path, tiny_data)) == 2
     assert seen == ["cpu"]

@@ -183,7 +183,7 @@ def test_fit_refuses_non_finite_hyperparameters(name, value):
 @pytest.mark.parametrize("eta", [math.inf, math.nan, 0.0, -1.0])
 def test_adaptive_lr_refuses_non_finite_eta(eta):
     with pytest.raises(ValueError, match="adaptive_lr: eta must be a finite number > 0"):
-        adaptive_lr(resnet20(blocks=1, layer="adder"), eta=eta)
+        adaptive_lr(resnet20(blocks=1, conv3x3="adder"), eta=eta)
 
 
 def test_prune_refuses_nan_data():
@@ -281,9 +281,9 @@ def test_next_power_of_two_and_bit_reverse_refuse_floats():
     assert T.next_power_of_two(np.int64(5)) == 8 and T.bit_reverse(np.uint8(1), 2) == 2
 
 
-@pytest.mark.parametrize("layer", ["adder", "wht"])
-def test_autoencoder_refuses_sizes_it_cannot_reconstruct(layer):
-    model = mf_autoencoder((4, 4, 4), layer=layer)
+@pytest.mark.parametrize("kind", ["adder", "separable_adder_wht"])
+def test_autoencoder_refuses_sizes_it_cannot_reconstruct(kind):
+    model = mf_autoencoder(channels=(4, 4, 4), conv3x3=kind)
     with pytest.raises(ValueError, match=r"H and W must be multiples of 4 .* \(1, 3, 30, 30\)"):
         model(torch.rand(1, 3, 30, 30))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
@@ -355,11 +355,11 @@ def test_fit_refuses_labels_the_model_cannot_predict():
 
 # ----------------------------------------------------------------------------- valid input accepted
 
-@pytest.mark.parametrize("layer", ["conv", "adder", "dw_adder"])
-def test_cost_table_on_a_float64_model(layer):
+@pytest.mark.parametrize("kind", ["conv", "adder", "separable_adder"])
+def test_cost_table_on_a_float64_model(kind):
     from mnf.cost import cost_table
-    r32 = cost_table(resnet20(blocks=1, layer=layer))
-    r64 = cost_table(resnet20(blocks=1, layer=layer).double())
+    r32 = cost_table(resnet20(blocks=1, conv3x3=kind))
+    r64 = cost_table(resnet20(blocks=1, conv3x3=kind).double())
     assert r64.totals["params"] == r32.totals["params"] and r64.totals["adds"] == r32.totals["adds"]
     assert r64.totals["activation_bytes"] == 2 * r32.totals["activation_bytes"]
     wht = mobilenet_v2(layout="imagenet", width=0.25, blocks=(1,) * 7, pointwise="wht", depthwise="wht2d",

@@ -51,7 +51,7 @@ def test_wht2d_before_pooling_is_a_scaled_mean_without_a_nonlinearity():
 
 def expected_params(w: int, conv3x3: str = "conv", se: str = "se", pre_gap: str = "none", stem_stride: int = 1,
                     **_) -> int:
-    """Parameter count of small_cnn(w, ...) from the layer formulas."""
+    """Parameter count of small_cnn(width=w, ...) from the layer formulas."""
     bn = lambda c: 2 * c  # noqa: E731
     side = 32 // stem_stride
     total = 27 * w + bn(w)                                        # stem
@@ -73,7 +73,7 @@ def expected_params(w: int, conv3x3: str = "conv", se: str = "se", pre_gap: str 
 @pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "baseline")
 def test_variants_shapes_parameters_and_gradients(kw):
     torch.manual_seed(0)
-    model = small_cnn(8, **kw)
+    model = small_cnn(width=8, **kw)
     defaults = dict(width=8, num_classes=10, conv3x3="conv", se="se", pre_gap="none", threshold="soft", stem_stride=1)
     assert model.arch == {"name": "small_cnn", "kwargs": dict(defaults, **kw)}
     assert sum(p.numel() for p in model.parameters()) == expected_params(8, **kw)
@@ -85,7 +85,7 @@ def test_variants_shapes_parameters_and_gradients(kw):
 
 
 def test_cost_counts_the_se_rescaling_and_the_wht_layers():
-    base, wht = cost_table(small_cnn(8)), cost_table(small_cnn(8, se="wht2d"))
+    base, wht = cost_table(small_cnn(width=8)), cost_table(small_cnn(width=8, se="wht2d"))
     gates = [r for r in base.layers if r.kind == "Gate"]
     assert [r.mults for r in gates] == [8 * 32 * 32 + 8, 16 * 16 * 16 + 16, 32 * 8 * 8 + 32]
     assert [r.adds for r in gates] == [8, 16, 32]
@@ -108,7 +108,7 @@ def test_bad_arguments_raise(kw, match):
 
 def test_bad_input_and_se_arguments_raise():
     with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\)"):
-        small_cnn(8)(torch.zeros(1, 3, 16, 16))
+        small_cnn(width=8)(torch.zeros(1, 3, 16, 16))
     with pytest.raises(ValueError, match="reduction"):
         SqueezeExcite(8, reduction=16)
     with pytest.raises(ValueError, match="channels"):

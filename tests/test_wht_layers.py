@@ -36,6 +36,8 @@ def dense_pointwise(m: WHTPointwise, x: torch.Tensor) -> torch.Tensor:
     """y = (B⁻¹ S f_T(B pad(x)))[:cout] per pixel with B = kron(I, M_b) from transform_matrix."""
     n, b = m.n, m.block_size
     x = x[:, :, ::m.stride, ::m.stride]
+    if m.expand == "repeat" and m.out_channels > m.in_channels:
+        x = x.repeat(1, -(-m.out_channels // m.in_channels), 1, 1)[:, :m.out_channels]
     mb = torch.as_tensor(transform_matrix(b, m.order), dtype=x.dtype)
     big = torch.block_diag(*[mb] * (n // b))
     xp = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, n - x.shape[1]))
@@ -133,7 +135,7 @@ def test_order_only_relabels_the_parameters():
 
 
 def test_zero_thresholds_give_padding_and_truncation():
-    m = WHTPointwise(5, 7, init=0.0).double()   # soft threshold at 0 is the identity
+    m = WHTPointwise(5, 7, init=0.0, expand="zeros").double()   # soft threshold at 0 is the identity
     x = torch.randn(2, 5, 3, 3, dtype=torch.float64)
     y = m(x)
     torch.testing.assert_close(y[:, :5], x)
@@ -192,7 +194,7 @@ def test_pointwise_errors():
         WHTPointwise(8, 8, block_size=6)
     with pytest.raises(ValueError, match="stride"):
         WHTPointwise(8, 8, 0)
-    with pytest.raises(ValueError, match="threshold kind"):
+    with pytest.raises(ValueError, match="threshold must be one of"):
         WHTPointwise(8, 8, threshold="relu")
     with pytest.raises(ValueError, match="expand must be one of"):
         WHTPointwise(8, 16, expand="tile")
@@ -269,3 +271,22 @@ def test_swap_by_name_and_errors():
         swap_layers(small_net(), ["0"])
     with pytest.raises(ValueError, match="no module"):
         swap_layers(small_net(), ["9"])
+
+
+@pytest.mark.parametrize("order", ["hadamard", "walsh"])
+def test_coefficients_are_what_the_layers_threshold(order):
+    """With hard thresholds, keeping exactly the coefficients above ``thresholds()`` (same index)
+    and inverting gives the layer's output."""
+    from mnf.transforms import block_ifwht, ifwht2d
+    m = randomise(WHTPointwise(6, 10, 2, block_size=4, threshold="hard", keep_dc=False, order=order).double())
+    x = 2 * torch.randn(2, 6, 5, 5, dtype=torch.float64)
+    z = m.coefficients(x)
+    assert z.shape == (2, m.n, 3, 3)
+    kept = z * (z.abs() > m.thresholds().detach().view(-1, 1, 1))
+    torch.testing.assert_close(block_ifwht(kept, 4, dim=1, order=order)[:, :10], m(x))
+    sp = randomise(WHTSpatial(3, 5, 6, threshold="hard", scale=False, keep_dc=False, order=order).double())
+    xs = 2 * torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    z = sp.coefficients(xs)
+    assert z.shape == (2, 3, 8, 8)
+    kept = z * (z.abs() > sp.thresh.thresholds().detach())
+    torch.testing.assert_close(ifwht2d(kept, order=order)[..., :5, :6], sp(xs))

@@ -11,15 +11,20 @@ The kernels are float32/float64 only: :func:`adder2d` casts float16/bfloat16 arg
 under ``torch.autocast``) to float32 before ``Adder2dFunction``, which itself takes float32 or
 float64 tensors of one dtype.
 """
+from types import ModuleType
+
 import torch
 
 from mnf import _check
+from mnf.adder.shape import output_size
 
 FILTER_GRADS = ("full", "sign")
 HALF = (torch.float16, torch.bfloat16)  # computed in float32: the kernels have no half types
 
 
-def _backend(device: torch.device):
+def _backend(device: torch.device) -> ModuleType:
+    """The kernel module for ``device``: :mod:`mnf.adder.cpu` or :mod:`mnf.adder.cuda` (both take
+    and return torch tensors)."""
     if device.type == "cpu":
         from mnf.adder import cpu
 
@@ -31,10 +36,6 @@ def _backend(device: torch.device):
     raise ValueError(f"adder2d: got a tensor on device {device}, expected a cpu or cuda tensor")
 
 
-def _numpy(t: torch.Tensor):
-    return t.detach().numpy()
-
-
 class _Adder2dKernels(torch.autograd.Function):
     """:class:`Adder2dFunction` without the argument check: what :func:`adder2d` applies after
     checking (once) and casting the arguments itself."""
@@ -42,27 +43,21 @@ class _Adder2dKernels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, stride, padding, groups, filter_grad):
         ctx.save_for_backward(x, weight)
+        ctx.backend = _backend(x.device)
         ctx.conf = (stride, padding, groups, filter_grad == "sign")
-        k = _backend(x.device)
-        if x.device.type == "cpu":
-            return torch.from_numpy(k.forward(_numpy(x), _numpy(weight), stride, padding, groups))
-        return k.forward(x.detach(), weight.detach(), stride, padding, groups)
+        return ctx.backend.forward(x, weight, stride, padding, groups)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         stride, padding, groups, sign = ctx.conf
-        k = _backend(x.device)
-        cpu = x.device.type == "cpu"
-        a = (_numpy(x), _numpy(weight), _numpy(grad)) if cpu else (x, weight, grad)
-        wrap = torch.from_numpy if cpu else (lambda t: t)
         dx = dw = None
         if ctx.needs_input_grad[0] and ctx.needs_input_grad[1]:  # one call: may share work
-            dx, dw = (wrap(t) for t in k.backward(*a, stride, padding, groups, sign))
+            dx, dw = ctx.backend.backward(x, weight, grad, stride, padding, groups, sign)
         elif ctx.needs_input_grad[0]:
-            dx = wrap(k.grad_input(*a, stride, padding, groups))
+            dx = ctx.backend.grad_input(x, weight, grad, stride, padding, groups)
         elif ctx.needs_input_grad[1]:
-            dw = wrap(k.grad_weight(*a, stride, padding, groups, sign))
+            dw = ctx.backend.grad_weight(x, weight, grad, stride, padding, groups, sign)
         return dx, dw, None, None, None, None
 
 
@@ -80,24 +75,6 @@ class Adder2dFunction(_Adder2dKernels):
             raise ValueError(f"Adder2dFunction: got dtypes {x.dtype} and {weight.dtype}, expected both "
                              "float32 or both float64 (adder2d computes float16/bfloat16 in float32)")
         return _Adder2dKernels.forward(ctx, x, weight, int(stride), int(padding), int(groups), filter_grad)
-
-
-def output_size(h: int, w: int, kernel: tuple[int, int], stride: int, padding: int) -> tuple[int, int]:
-    """Output height and width of an adder (or convolution) layer: ``(H + 2p - kh) // s + 1``, ...
-
-    ``ValueError`` when the kernel is larger than the padded input (no output position).
-    """
-    h, w = (_check.integer(n, v, 0, owner="output_size") for n, v in (("h", h), ("w", w)))
-    if not isinstance(kernel, (tuple, list)) or len(kernel) != 2:
-        raise _check.ArgumentTypeError(f"output_size: kernel must be a pair (kh, kw), got {kernel!r}")
-    kh, kw = (_check.positive_int(n, v, owner="output_size") for n, v in (("kernel[0]", kernel[0]),
-                                                                           ("kernel[1]", kernel[1])))
-    stride = _check.positive_int("stride", stride, owner="output_size")
-    padding = _check.integer("padding", padding, 0, owner="output_size")
-    if kh > h + 2 * padding or kw > w + 2 * padding:
-        raise ValueError(f"output_size: kernel {kh}x{kw} is larger than the padded input "
-                         f"{h + 2 * padding}x{w + 2 * padding}")
-    return (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
 
 
 def check(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int,
@@ -142,7 +119,7 @@ def check(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, grou
                          f"weight {tuple(weight.shape)}), expected N >= 1 and O >= 1")
     # Python ints: the kernels size their buffers in int64, which absurd paddings would wrap
     hp, wp = h + 2 * padding, w + 2 * padding
-    oh, ow = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    oh, ow = output_size(h, kh, stride, padding), output_size(w, kw, stride, padding)
     sizes = {"padded input": n * c * hp * wp + kh * wp + kw, "output": n * o * oh * ow,
              "input-gradient buffers": c * n * (oh + 2 * kh) * (ow + 2 * kw) + (padding + kh) * (ow + 2 * kw)
              + padding + kw}
@@ -164,7 +141,7 @@ def adder2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int
 
     ``x`` (N, C, H, W) and ``weight`` (O, C/groups, kh, kw), float32 or float64, on one device
     (cpu or cuda). Returns ``Y`` (N, O, OH, OW) in that dtype,
-    ``OH = (H + 2*padding - kh) // stride + 1``::
+    ``OH = output_size(H, kh, stride, padding)`` (:func:`mnf.adder.output_size`)::
 
         Y[n, o, y, x] = -sum_{c in group(o), i, j} |Xp[n, c, y*stride + i, x*stride + j] - F[o, c, i, j]|
 

@@ -1,7 +1,7 @@
 """Adder convolution in plain NumPy loops: the readable definition of every kernel in ``mnf.adder``.
 
 Shapes: ``x`` (N, C, H, W), ``w`` (O, C/groups, kh, kw), ``grad`` (N, O, OH, OW) with
-``OH = (H + 2p - kh) // s + 1`` (same for OW). Output channel ``o`` sees the input channels of
+``OH = output_size(H, kh, s, p)`` (same for OW). Output channel ``o`` sees the input channels of
 its group ``g = o // (O/groups)``. Zero padding is literal: a padded position is an input of 0.
 
     Y[n,o,y,x]  = -sum_{c,i,j} |Xp[n,c,ys+i,xs+j] - w[o,c,i,j]|          (eq. 3.1)
@@ -10,12 +10,14 @@ its group ``g = o // (O/groups)``. Zero padding is literal: a padded position is
 """
 import numpy as np
 
+from mnf.adder.shape import output_size
+
 
 def _setup(x, w, stride, padding, groups):
-    n, c, h, wd = x.shape
+    n, c, h, width = x.shape
     o, cg, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    oh, ow = (h + 2 * padding - kh) // stride + 1, (wd + 2 * padding - kw) // stride + 1
+    oh, ow = output_size(h, kh, stride, padding), output_size(width, kw, stride, padding)
     return xp, n, o, cg, o // groups, kh, kw, oh, ow
 
 

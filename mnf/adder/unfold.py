@@ -10,26 +10,28 @@ through ``abs`` (sign gradients). Both build the whole (N, G, O/G, C/G*kh*kw, L)
 differences, exactly what the kernels avoid: slow and memory-hungry, meant for checking only.
 
 Shapes: ``x`` (N, C, H, W), ``w`` (O, C/groups, kh, kw), output (N, O, OH, OW) with
-``OH = (H + 2p - kh) // s + 1`` (same for OW); any float dtype, any device.
+``OH = output_size(H, kh, s, p)`` (same for OW); any float dtype, any device.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as tf
 
+from mnf.adder.shape import output_size
+
 
 def differences(x: torch.Tensor, w: torch.Tensor, s: int, p: int, groups: int) -> torch.Tensor:
     """All ``X - F`` of the layer, (N, G, O/G, C/G*kh*kw, OH*OW)."""
-    n, c, h, wd = x.shape
+    n, c, h, width = x.shape
     o, cg, kh, kw = w.shape
-    ll = ((h + 2 * p - kh) // s + 1) * ((wd + 2 * p - kw) // s + 1)
+    ll = output_size(h, kh, s, p) * output_size(width, kw, s, p)
     cols = tf.unfold(x, (kh, kw), padding=p, stride=s).view(n, groups, 1, cg * kh * kw, ll)
     return cols - w.reshape(groups, o // groups, cg * kh * kw, 1)
 
 
 def adder_output(diff: torch.Tensor, x: torch.Tensor, w: torch.Tensor, s: int, p: int) -> torch.Tensor:
     """``Y = -sum |X - F|`` (N, O, OH, OW) from ``differences(x, w, s, p, groups)``."""
-    oh = (x.shape[2] + 2 * p - w.shape[2]) // s + 1
+    oh = output_size(x.shape[2], w.shape[2], s, p)
     return -diff.abs().sum(3).reshape(x.shape[0], w.shape[0], oh, -1)
 
 

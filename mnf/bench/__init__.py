@@ -6,7 +6,7 @@
 
 Each module has ``run(quick) -> list[dict]`` (one dict per measurement; ``quick``: a few
 seconds), ``table(rows) -> str`` and ``verdicts(rows)`` (the speed and memory targets). They need
-no repository checkout; the scripts in ``benchmarks/`` only parse arguments and print. Thread
-counts are set for the measurement and restored afterwards. Import the submodule you need
-(nothing is imported here).
+no repository checkout; the scripts in ``benchmarks/`` only parse arguments and print. Clocks,
+CUDA synchronisation and thread counts (set for the measurement, restored afterwards) come from
+:mod:`mnf.timing`. Import the submodule you need (nothing is imported here).
 """

@@ -49,7 +49,7 @@ import torch.nn.functional as tf
 from mnf.adder import adder2d
 from mnf.adder.cpu import release_scratch
 from mnf.adder.unfold import oracle, unfold_abs
-from mnf.bench.common import seconds, synchronizer, threads
+from mnf.timing import seconds, synchronizer, threads
 
 # (name, N, C, H, O, k, stride, padding, groups)
 FULL = [

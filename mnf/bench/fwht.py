@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from mnf.bench.common import seconds, synchronizer, threads
+from mnf.timing import seconds, synchronizer, threads
 from mnf.transforms import fwht, hadamard
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mnf.bench.common import seconds, synchronizer, threads
 from mnf.layers.wht import WHTPointwise, WHTSpatial
+from mnf.timing import seconds, synchronizer, threads
 
 POINTWISE_C = (64, 256, 1024, 1280)
 

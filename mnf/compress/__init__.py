@@ -10,7 +10,7 @@ Everything runs where the model is (:func:`mnf.metrics.model_device`): ``images`
 device and are moved batch by batch; reports hold Python numbers and CPU tensors.
 """
 from mnf.compress.factorize import (FactorizationReport, FactorRow, choose_rank, factorize, factorize_layer,
-                                    svd_factors, weight_matrix)
+                                    weight_matrix)
 from mnf.compress.prune import (Chain, PruneReport, UnitStats, activation_counts, find_chains, prune,
                                 prune_chain)
 from mnf.compress.quantize import (QuantizedConv2d, QuantizedLinear, QuantReport, dequantize, fake_quant,
@@ -19,4 +19,4 @@ from mnf.compress.quantize import (QuantizedConv2d, QuantizedLinear, QuantReport
 __all__ = ["Chain", "FactorRow", "FactorizationReport", "PruneReport", "QuantReport", "QuantizedConv2d",
            "QuantizedLinear", "UnitStats", "activation_counts", "choose_rank", "dequantize", "factorize",
            "factorize_layer", "fake_quant", "fake_quantize", "find_chains", "prune", "prune_chain",
-           "quantize", "quantize_tensor", "svd_factors", "weight_matrix"]
+           "quantize", "quantize_tensor", "weight_matrix"]

@@ -129,19 +129,6 @@ def choose_rank(singular_values: Tensor, rank: int | None = None, energy: float 
     return min(full, int((kept < energy - 1e-12).sum()) + 1)   # a comparison: no tensor on another device
 
 
-def svd_factors(weight: Tensor, rank: int) -> tuple[Tensor, Tensor]:
-    """``(A, B)`` with ``A`` ``(m, r)`` and ``B`` ``(r, n)`` minimising ``||W − A·B||_F`` (Eckart–Young)."""
-    _check.floating_tensor("weight", weight, "svd_factors")
-    if weight.dim() != 2 or weight.numel() == 0:
-        raise ValueError(f"svd_factors: weight must be a non-empty (m, n) matrix, got shape {tuple(weight.shape)}")
-    rank = _check.positive_int("rank", rank, "svd_factors")
-    _check.finite_tensor("weight", weight, "svd_factors", "weights")
-    u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
-    a = u[:, :rank]
-    b = s[:rank, None] * vh[:rank]
-    return a.to(weight.dtype), b.to(weight.dtype)
-
-
 def factorize_layer(layer: nn.Module, rank: int | None = None, energy: float | None = None,
                     name: str = "layer") -> tuple[nn.Sequential, FactorRow]:
     """Replace one Linear / Conv2d by two (see the module doc); returns ``(new_module, row)``.

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnf import _check
+from mnf.layers.adder import Adder2d
 
 
 def _check_bits(bits: int) -> int:
@@ -177,14 +178,14 @@ class QuantReport:
 QUANTIZABLE = (nn.Linear, nn.Conv2d)
 
 
-def _is_adder(m: nn.Module) -> bool:
-    return type(m).__name__ == "Adder2d" and isinstance(getattr(m, "weight", None), Tensor)
-
-
 def _select(model: nn.Module, layers: Iterable[str] | None, allow_adder: bool) -> list[str]:
     modules = dict(model.named_modules())
+
+    def selectable(m: nn.Module) -> bool:
+        return type(m) in QUANTIZABLE or (allow_adder and isinstance(m, Adder2d))
+
     if layers is None:
-        names = [n for n, m in modules.items() if n and (type(m) in QUANTIZABLE or (allow_adder and _is_adder(m)))]
+        names = [n for n, m in modules.items() if n and selectable(m)]
         if not names:
             raise ValueError(f"{type(model).__name__} has no nn.Linear / nn.Conv2d"
                              f"{' / Adder2d' if allow_adder else ''} weights to quantize")
@@ -194,9 +195,9 @@ def _select(model: nn.Module, layers: Iterable[str] | None, allow_adder: bool) -
         if n not in modules:
             raise ValueError(f"no layer named {n!r} in {type(model).__name__}")
         m = modules[n]
-        if type(m) in QUANTIZABLE or (allow_adder and _is_adder(m)):
+        if selectable(m):
             continue
-        if _is_adder(m):
+        if isinstance(m, Adder2d):
             raise TypeError(f"{n}: Adder2d has no integer-storage version here; use fake_quantize() "
                             "to study its weights at n bits")
         raise TypeError(f"{n}: {type(m).__name__} cannot be weight-quantized: expected nn.Linear or nn.Conv2d"

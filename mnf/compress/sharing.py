@@ -28,6 +28,8 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from mnf.layers.adder import Adder2d
+
 INITS = ("linear", "quantile")
 
 
@@ -162,8 +164,7 @@ class ShareReport:
 
 
 def _sharable(m: nn.Module) -> bool:
-    return type(m) in (nn.Linear, nn.Conv2d) or (type(m).__name__ == "Adder2d"
-                                                 and isinstance(getattr(m, "weight", None), Tensor))
+    return type(m) in (nn.Linear, nn.Conv2d) or isinstance(m, Adder2d)
 
 
 @torch.no_grad()

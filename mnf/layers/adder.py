@@ -14,7 +14,8 @@ __all__ = ["Adder2d", "adder2d", "adaptive_lr", "adaptive_scale"]
 class Adder2d(nn.Module):
     """Drop-in replacement for ``nn.Conv2d`` computing ``Y = -sum |X - F|`` (eq. 3.1).
 
-    Input (N, in_channels, H, W) -> output (N, out_channels, OH, OW), ``OH = (H + 2p - k) // s + 1``.
+    Input (N, in_channels, H, W) -> output (N, out_channels, OH, OW) with
+    ``OH = mnf.adder.output_size(H, k, s, p)`` (same for OW).
     ``weight`` has Conv2d's shape (out_channels, in_channels/groups, k, k); ``groups=in_channels``
     gives a depthwise adder layer (dwAdder2D), ``kernel_size=1`` a pointwise one (pwAdder2D).
     Zero padding pads the input with zeros, so a padded tap contributes ``|F|``.
@@ -58,6 +59,14 @@ class Adder2d(nn.Module):
                              f"expected (N, {self.in_channels}, H, W)")
         y = adder2d(x, self.weight, self.stride, self.padding, self.groups, self.filter_grad)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+    def op_counts(self, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
+        """(multiplications, additions) of one forward pass producing ``y`` (for ``mnf.cost``).
+
+        Each output reads ``K = in_channels/groups · k²`` inputs and pays ``x − w``, ``|·|`` and
+        the accumulation for each: ``(0, 3·y.numel()·K)`` (the bias, if any, is not counted).
+        """
+        return 0, 3 * y.numel() * self.weight[0].numel()
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

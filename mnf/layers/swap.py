@@ -29,7 +29,11 @@ def is_pointwise(conv: nn.Module) -> bool:
 
 
 def wht_factory(conv: nn.Conv2d) -> nn.Module:
-    """Default replacement: ``WHTPointwise(conv.in_channels, conv.out_channels, conv.stride[0])``."""
+    """Default replacement: ``WHTPointwise(conv.in_channels, conv.out_channels, conv.stride[0])``.
+
+    Expansions repeat their input channels (``WHTPointwise``'s default ``expand="repeat"``), so
+    a batch norm after the layer sees signal in every channel.
+    """
     return WHTPointwise(conv.in_channels, conv.out_channels, conv.stride[0])
 
 

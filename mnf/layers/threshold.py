@@ -130,20 +130,20 @@ FUNCTIONS = {"soft": soft_threshold, "hard": hard_threshold, "smooth": smooth_th
 _UNCHECKED = {"soft": _soft, "hard": _hard, "smooth": _smooth}
 
 
-def check_kind(kind: str) -> str:
-    """Return ``kind`` if it is one of ``KINDS``, else raise ``ValueError``."""
-    if not isinstance(kind, str):
-        raise _check.ArgumentTypeError(f"threshold kind must be one of {KINDS}, got {kind!r} of type "
-                                       f"{type(kind).__name__}")
-    if kind not in KINDS:
-        raise ValueError(f"threshold kind must be one of {KINDS}, got {kind!r}")
-    return kind
+def check_kind(kind: str, name: str = "threshold", owner: str | None = None) -> str:
+    """Return ``kind`` if it is one of ``KINDS``, else raise ``ValueError`` naming argument ``name``."""
+    return _check.choice(name, kind, KINDS, owner)
 
 
 def threshold(x: Tensor, t: Tensor | float, kind: str = "soft") -> Tensor:
     """Apply the ``kind`` threshold (``"soft" | "hard" | "smooth"``) with thresholds ``t >= 0``
-    (arguments checked as for :func:`soft_threshold`)."""
-    return FUNCTIONS[check_kind(kind)](x, t)
+    (arguments checked as for :func:`soft_threshold`).
+
+    The modules name this choice ``threshold=``; here it is ``kind`` because the function is
+    itself called ``threshold`` and ``t`` is the threshold value: ``threshold(x, 0.5,
+    threshold="hard")`` would read as two thresholds.
+    """
+    return FUNCTIONS[check_kind(kind, "kind", "threshold")](x, t)
 
 
 def apply_unchecked(x: Tensor, t: Tensor, kind: str) -> Tensor:
@@ -177,12 +177,15 @@ class Threshold(nn.Module):
     Args:
         shape: number of coefficients ``n`` or their shape ``S`` (e.g. ``(Hp, Wp)``); the input
             is ``(..., *S)`` and every leading position shares the same thresholds.
-        kind: ``"soft"``, ``"hard"`` or ``"smooth"`` (see the module doc).
+        threshold: ``"soft"``, ``"hard"`` or ``"smooth"`` (see the module doc); stored as
+            ``kind`` (the parameter ``threshold`` holds the values).
         init: initial threshold, a scalar or a tensor broadcastable to ``S``, all ``>= 0``.
-        scale: add a trainable per-coefficient scale (initialised to 1) applied after thresholding.
+        scale: add a trainable per-coefficient scale (initialised to 1) applied after
+            thresholding. Default ``False``: thresholding alone needs no multiplication.
         keep_dc: leave the first coefficient (flat index 0 of ``S``, the DC term of a WHT)
             unthresholded, as in [gozler2022]; it then has no threshold parameter (it is still
-            scaled when ``scale``).
+            scaled when ``scale``). Default ``False``, unlike the WHT layers: the module takes
+            any coefficients, which need not have a DC term; the WHT layers pass ``True``.
 
     Parameters: ``threshold`` is ``θ`` of shape ``S`` (``(prod(S) − 1,)`` flattened when
     ``keep_dc``); the threshold used is ``T = |θ|``, so ``T >= 0`` for any real ``θ`` and the
@@ -196,7 +199,7 @@ class Threshold(nn.Module):
     its own dtype).
     """
 
-    def __init__(self, shape: int | Sequence[int], kind: str = "soft", init: float | Tensor = 0.1,
+    def __init__(self, shape: int | Sequence[int], threshold: str = "soft", init: float | Tensor = 0.1,
                  scale: bool = False, keep_dc: bool = False) -> None:
         super().__init__()
         shape = (shape,) if _check.is_int(shape) else tuple(shape) if isinstance(shape, (tuple, list)) else shape
@@ -207,7 +210,8 @@ class Threshold(nn.Module):
         shape = tuple(int(s) for s in shape)
         _check.size(f"shape={shape}", math.prod(shape), 4, "Threshold")
         scale = _check.flag("scale", scale, owner="Threshold")
-        self.shape, self.kind, self.keep_dc = shape, check_kind(kind), _check.flag("keep_dc", keep_dc, "Threshold")
+        self.shape, self.kind = shape, check_kind(threshold, owner="Threshold")
+        self.keep_dc = _check.flag("keep_dc", keep_dc, "Threshold")
         theta = init_tensor(init, shape)
         if keep_dc:
             theta = theta.flatten()[1:].clone()
@@ -236,5 +240,5 @@ class Threshold(nn.Module):
         return y if self.scale is None else y * self.scale
 
     def extra_repr(self) -> str:
-        return (f"shape={self.shape}, kind={self.kind!r}, scale={self.scale is not None}, "
+        return (f"shape={self.shape}, threshold={self.kind!r}, scale={self.scale is not None}, "
                 f"keep_dc={self.keep_dc}")

@@ -6,11 +6,14 @@ and used by Gözler [gozler2022] in place of MobileNetV2's last 1×1 convolution
 
 - :class:`WHTPointwise` transforms each pixel's channel vector (NCHW dim 1): a drop-in for
   ``nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)`` with ``n`` (or fewer) parameters
-  instead of ``in_channels · out_channels``. On CPU it runs the fused Numba kernels of
-  ``wht_cpu.py``; on CUDA it composes ``mnf.transforms.block_fwht`` with torch thresholding.
+  instead of ``in_channels · out_channels``.
 - :class:`WHTSpatial` transforms each channel's ``H × W`` image: in place of a depthwise 3×3
   convolution (stride 1) or a squeeze-and-excitation block, with ``Hp · Wp`` thresholds shared by
   all channels.
+
+The computation is in :mod:`mnf.wht_layer` (the kernel family: dense reference, fused Numba CPU
+kernels, the CUDA path, one ``torch.autograd.Function`` per layer); this module holds the
+``nn.Module`` classes: arguments, parameters, input checks.
 
 Where multiplications remain: the transforms are additions only (``H`` has entries ±1); the
 inverse's ``1/n`` is a power-of-two shift; soft and hard thresholds are compare-and-subtract.
@@ -19,18 +22,16 @@ and a product per coefficient) and whatever follows the layer (e.g. BatchNorm).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnf import _check
-from mnf.layers import wht_cpu
-from mnf.layers.threshold import Threshold, apply_unchecked as apply_threshold, check_kind, init_tensor
-from mnf.transforms import block_fwht, block_ifwht, fwht2d, ifwht2d, next_power_of_two
+from mnf.layers.threshold import Threshold, check_kind, init_tensor
+from mnf.transforms import block_fwht, fwht2d, next_power_of_two
 from mnf.transforms.orderings import check_order, check_size, permutation
+from mnf.wht_layer import Pointwise, Spatial
 
 
 HALF = (torch.float16, torch.bfloat16)
@@ -61,75 +62,6 @@ def _natural_index(n: int, b: int, order: str) -> Tensor:
     return torch.as_tensor((np.arange(n) // b) * b + np.tile(inv, n // b), dtype=torch.long)
 
 
-class _FusedPointwise(torch.autograd.Function):
-    """CPU: ``y = (H_b (s ⊙ f(H_b x_pad, t)) / b)[:cout]`` per pixel via ``wht_cpu`` (saves only x)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int, kind: str,
-                keep_dc: bool) -> Tensor:
-        nb, cin, h, w = x.shape
-        x3 = x.detach().contiguous().view(nb, cin, h * w)
-        t_np = t.detach().contiguous().numpy()
-        s_np = None if s is None else s.detach().contiguous().numpy()
-        out = wht_cpu.fused_forward(x3.numpy(), t_np, s_np, cout, b, kind, keep_dc)
-        ctx.save_for_backward(x3, t, s)
-        ctx.meta = (x.shape, b, kind, keep_dc)
-        return torch.from_numpy(out).view(nb, cout, h, w)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x3, t, s = ctx.saved_tensors
-        shape, b, kind, keep_dc = ctx.meta
-        g = grad.contiguous().view(shape[0], grad.shape[1], -1).numpy()
-        s_np = None if s is None else s.detach().numpy()
-        gx, gt, gs = wht_cpu.fused_backward(x3.numpy(), g, t.detach().numpy(), s_np, b, kind, keep_dc)
-        gs_t = None if s is None else torch.from_numpy(gs)
-        return torch.from_numpy(gx).view(shape), torch.from_numpy(gt), gs_t, None, None, None, None
-
-
-class _FusedSpatial(torch.autograd.Function):
-    """CPU: per image ``crop(H (s ⊙ f(H pad(x) H, t)) H / (Hp·Wp))`` via ``wht_cpu`` (saves only x)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, t: Tensor, s: Tensor | None, kind: str, keep_dc: bool) -> Tensor:
-        x3 = x.detach().contiguous().view(-1, *x.shape[2:])
-        s_np = None if s is None else s.detach().contiguous().numpy()
-        out = wht_cpu.fused_spatial_forward(x3.numpy(), t.detach().contiguous().numpy(), s_np,
-                                            kind, keep_dc)
-        ctx.save_for_backward(x3, t, s)
-        ctx.meta = (x.shape, kind, keep_dc)
-        return torch.from_numpy(out).view(x.shape)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x3, t, s = ctx.saved_tensors
-        shape, kind, keep_dc = ctx.meta
-        g = grad.contiguous().view(x3.shape).numpy()
-        s_np = None if s is None else s.detach().contiguous().numpy()
-        gx, gt, gs = wht_cpu.fused_spatial_backward(x3.numpy(), g, t.detach().contiguous().numpy(),
-                                                    s_np, kind, keep_dc)
-        gs_t = None if s is None else torch.from_numpy(gs)
-        return torch.from_numpy(gx).view(shape), torch.from_numpy(gt), gs_t, None, None
-
-
-def pointwise_unfused(x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int, kind: str,
-                      keep_dc: bool) -> Tensor:
-    """The same map as the fused kernel, composed from ``mnf.transforms`` and torch (any device).
-
-    ``x`` ``(N, cin, H, W)``; ``t``, ``s`` ``(n,)`` natural-order thresholds and scales;
-    returns ``(N, cout, H, W)``. Autograd saves the transform-domain coefficients.
-    """
-    n = t.shape[0]
-    z = block_fwht(F.pad(x, (0, 0, 0, 0, 0, n - x.shape[1])), b, dim=1)
-    y = apply_threshold(z, t.view(n, 1, 1), kind)
-    if keep_dc:
-        dc = (torch.arange(n, device=x.device) % b == 0).view(n, 1, 1)
-        y = torch.where(dc, z, y)
-    if s is not None:
-        y = y * s.view(n, 1, 1)
-    return block_ifwht(y, b, dim=1)[:, :cout]
-
-
 EXPAND = ("zeros", "repeat")
 
 
@@ -149,15 +81,16 @@ class WHTPointwise(nn.Module):
 
     Channel change: the input is zero-padded up to ``n``, the output keeps the first ``Cout``
     channels. Reduction drops channels after the inverse, so every input channel still
-    influences every kept output through the thresholds. Expansion (``Cout > Cin``) with
-    ``expand="zeros"`` fills the extra channels from the nonlinearity only: they are the inverse
-    transform of the threshold terms, 0 when all thresholds are 0 and tiny otherwise, so a batch
-    norm after the layer divides them by a tiny standard deviation and the thresholds'
-    gradients explode (measured in the reduced MobileNetV2 of ``mnf.recipes``: a threshold
-    gradient of 7.8e4 at the first step). ``expand="repeat"`` instead repeats the input channels
-    cyclically up to ``Cout`` before padding, so every output channel carries the signal (with
-    all thresholds 0 the layer returns ``x.repeat(...)[:, :Cout]``). Stride ``s`` keeps
-    pixels ``[::s, ::s]`` first, as a strided 1×1 convolution reads them (``H' = ceil(H / s)``).
+    influences every kept output through the thresholds. Expansion (``Cout > Cin``): with
+    ``expand="repeat"`` (the default) the input channels are repeated cyclically up to ``Cout``
+    before padding, so every output channel carries the signal (with all thresholds 0 the layer
+    returns ``x.repeat(...)[:, :Cout]``). ``expand="zeros"`` zero-pads instead and fills the
+    extra channels from the nonlinearity only: they are the inverse transform of the threshold
+    terms, 0 when all thresholds are 0 and tiny otherwise, so a batch norm after the layer
+    divides them by a tiny standard deviation and the thresholds' gradients explode
+    (``tests/test_wht_layers.py`` shows it for a 16 → 96 expansion). Stride ``s``
+    keeps pixels ``[::s, ::s]`` first, as a strided 1×1 convolution reads them
+    (``H' = ceil(H / s)``).
 
     Args:
         in_channels, out_channels, stride: as for ``nn.Conv2d(in, out, 1, stride)``.
@@ -165,13 +98,19 @@ class WHTPointwise(nn.Module):
         threshold: ``"soft"``, ``"hard"`` or ``"smooth"`` (see ``mnf.layers.threshold``).
         init: initial threshold (scalar or ``(n,)``, ``>= 0``).
         scale: add ``n`` trainable per-coefficient scales (``n`` multiplications per pixel).
+            Default ``False``, unlike :class:`WHTSpatial`: the layer replaces a 1×1 convolution,
+            which a batch norm follows in every model here (its affine weight rescales the
+            output channels), and scales would bring back ``n`` multiplications per pixel, the
+            operation the layer exists to remove; [gozler2022]'s layer has thresholds only.
         keep_dc: leave the first (DC) coefficient of each block unthresholded [gozler2022]; it
-            then has no threshold parameter.
+            then has no threshold parameter (default ``True``, as in :class:`WHTSpatial`).
         order: coefficient order of the parameters: ``"hadamard"``, ``"walsh"`` or ``"dyadic"``.
             Thresholding is elementwise, so this only changes which parameter index belongs to
             which coefficient; the layer computes in natural order.
-        fused: on CPU use the fused Numba kernels (``False``: the composed torch path).
-        expand: ``"zeros"`` or ``"repeat"``: how an expansion fills its extra channels (above).
+        fused: on CPU use the fused Numba kernels (``False``: the composed path that CUDA
+            tensors take, see :mod:`mnf.wht_layer.cuda`).
+        expand: ``"repeat"`` (default) or ``"zeros"``: how an expansion fills its extra
+            channels (above).
 
     Parameters: ``threshold`` ``θ`` (``(n,)``, or ``(n − n/b,)`` with ``keep_dc``; the threshold
     used is ``|θ|``) and ``scale`` (``(n,)``) if requested. Multiplications: none in the
@@ -186,7 +125,7 @@ class WHTPointwise(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *,
                  block_size: int | None = None, threshold: str = "soft", init: float | Tensor = 0.1,
                  scale: bool = False, keep_dc: bool = True, order: str = "hadamard",
-                 fused: bool = True, expand: str = "zeros") -> None:
+                 fused: bool = True, expand: str = "repeat") -> None:
         super().__init__()
         in_channels, out_channels, stride = (_check.positive_int(name, v, "WHTPointwise") for name, v in (
             ("in_channels", in_channels), ("out_channels", out_channels), ("stride", stride)))
@@ -201,7 +140,7 @@ class WHTPointwise(nn.Module):
             n = b * -(-widest // b)
         _check.size(f"in_channels={in_channels}, out_channels={out_channels} ({n} coefficients)", n, 4, "WHTPointwise")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.n, self.block_size, self.kind = n, b, check_kind(threshold)
+        self.n, self.block_size, self.kind = n, b, check_kind(threshold, owner="WHTPointwise")
         self.keep_dc, self.order, self.fused = bool(keep_dc), check_order(order), bool(fused)
         theta = init_tensor(init, (n,))
         if keep_dc:
@@ -218,18 +157,32 @@ class WHTPointwise(nn.Module):
             t = torch.cat([t.new_zeros(self.n // b, 1), t.view(self.n // b, b - 1)], dim=1).flatten()
         return t
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _prepare(self, x: Tensor) -> Tensor:
+        """Checked input, strided and (``expand="repeat"``) repeated: ``(N, Cin', H', W')``."""
         x = _check_input(x, self.in_channels, "WHTPointwise")
         if self.stride > 1:
             x = x[:, :, ::self.stride, ::self.stride]
         if self.expand == "repeat" and self.out_channels > self.in_channels:
             x = x.repeat(1, -(-self.out_channels // self.in_channels), 1, 1)[:, :self.out_channels]
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self._prepare(x)
         t = self.thresholds()[self.natural].to(x.dtype)
         s = None if self.scale is None else self.scale[self.natural].to(x.dtype)
-        args = (self.out_channels, self.block_size, self.kind, self.keep_dc)
-        if x.device.type == "cpu" and self.fused:
-            return _FusedPointwise.apply(x, t, s, *args)
-        return pointwise_unfused(x, t, s, *args)
+        return Pointwise.apply(x, t, s, self.out_channels, self.block_size, self.kind, self.keep_dc,
+                               self.fused)
+
+    def coefficients(self, x: Tensor) -> Tensor:
+        """The transform-domain coefficients the layer thresholds: ``(N, Cin, H, W) → (N, n, H', W')``.
+
+        ``z = B · pad_n(x)`` per pixel (after the stride and, with ``expand="repeat"``, the
+        repetition), in parameter order (``order``): ``z[:, k]`` is compared with
+        ``thresholds()[k]``. Differentiable; float32 for float16/bfloat16 input.
+        """
+        x = self._prepare(x)
+        xp = F.pad(x, (0, 0, 0, 0, 0, self.n - x.shape[1]))
+        return block_fwht(xp, self.block_size, dim=1, order=self.order)
 
     @property
     def conv_equivalent_params(self) -> int:
@@ -250,7 +203,7 @@ class WHTPointwise(nn.Module):
         """
         vectors = y.numel() // self.out_channels
         b, n = self.block_size, self.n
-        adds = 2 * n * int(math.log2(b)) + (0 if self.kind == "hard" else n)
+        adds = 2 * n * (b.bit_length() - 1) + (0 if self.kind == "hard" else n)
         mults = (n if self.scale is not None else 0) + (n if self.kind == "smooth" else 0)
         return vectors * mults, vectors * adds
 
@@ -278,10 +231,15 @@ class WHTSpatial(nn.Module):
     Args:
         channels: ``C`` (the parameters do not depend on it; it is checked on input).
         height, width: ``H``, ``W`` of the input.
-        threshold, init, scale, keep_dc, order: as for :class:`WHTPointwise`, over the
+        threshold, init, keep_dc, order: as for :class:`WHTPointwise`, over the
             ``Hp · Wp`` coefficients of each image (DC is coefficient ``(0, 0)``).
-
-        fused: on CPU use the fused Numba kernels (``False``: ``fwht2d`` + ``Threshold``).
+        scale: add ``Hp · Wp`` trainable per-coefficient scales. Default ``True``, unlike
+            :class:`WHTPointwise`: shared by all channels, they cost ``Hp · Wp`` multiplications
+            per image (the depthwise 3×3 it replaces: 9 per pixel), and without them the layer
+            can only shrink coefficients, never weight one frequency against another, as the
+            2-D layers of [pan2022block] do.
+        fused: on CPU use the fused Numba kernels (``False``: the composed path that CUDA
+            tensors take, see :mod:`mnf.wht_layer.cuda`).
 
     Parameters: those of the :class:`~mnf.layers.threshold.Threshold` ``thresh`` over
     ``(Hp, Wp)`` (``Hp·Wp − 1`` thresholds with ``keep_dc``, ``Hp·Wp`` scales with ``scale``).
@@ -304,22 +262,31 @@ class WHTSpatial(nn.Module):
                     "WHTSpatial")
         fused = _check.flag("fused", fused, "WHTSpatial")
         self.order, self.fused = check_order(order), bool(fused)
-        self.thresh = Threshold(self.padded, threshold, init, scale, keep_dc)
+        self.thresh = Threshold(self.padded, threshold=threshold, init=init, scale=scale, keep_dc=keep_dc)
         rows, cols = (_natural_index(n, n, order) for n in self.padded)
         self.register_buffer("natural_rows", rows, persistent=False)
         self.register_buffer("natural_cols", cols, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         x = _check_input(x, self.channels, "WHTSpatial", (self.height, self.width))
+
+        def natural(v: Tensor) -> Tensor:
+            return v[self.natural_rows][:, self.natural_cols].to(x.dtype)
+
+        s = None if self.thresh.scale is None else natural(self.thresh.scale)
+        return Spatial.apply(x, natural(self.thresh.thresholds()), s, self.thresh.kind, self.thresh.keep_dc,
+                             self.fused)
+
+    def coefficients(self, x: Tensor) -> Tensor:
+        """The transform-domain coefficients the layer thresholds: ``(N, C, H, W) → (N, C, Hp, Wp)``.
+
+        ``z = H_Hp · pad(x) · H_Wp`` per image, in parameter order (``order``): ``z[..., r, q]``
+        is compared with ``thresh.thresholds()[r, q]``. Differentiable; float32 for
+        float16/bfloat16 input.
+        """
+        x = _check_input(x, self.channels, "WHTSpatial", (self.height, self.width))
         hp, wp = self.padded
-        if x.device.type == "cpu" and self.fused:
-            def natural(v: Tensor) -> Tensor:
-                return v[self.natural_rows][:, self.natural_cols].to(x.dtype)
-            s = None if self.thresh.scale is None else natural(self.thresh.scale)
-            return _FusedSpatial.apply(x, natural(self.thresh.thresholds()), s, self.thresh.kind,
-                                       self.thresh.keep_dc)
-        z = fwht2d(F.pad(x, (0, wp - self.width, 0, hp - self.height)), order=self.order)
-        return ifwht2d(self.thresh(z), order=self.order)[..., :self.height, :self.width]
+        return fwht2d(F.pad(x, (0, wp - self.width, 0, hp - self.height)), order=self.order)
 
     @property
     def conv_equivalent_params(self) -> int:
@@ -336,7 +303,7 @@ class WHTSpatial(nn.Module):
         hp, wp = self.padded
         images = y.numel() // (self.height * self.width)
         per = hp * wp
-        adds = 2 * per * int(math.log2(per)) + (0 if self.thresh.kind == "hard" else per)
+        adds = 2 * per * (per.bit_length() - 1) + (0 if self.thresh.kind == "hard" else per)
         mults = per * ((self.thresh.scale is not None) + (self.thresh.kind == "smooth"))
         return images * mults, images * adds
 

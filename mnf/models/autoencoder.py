@@ -11,11 +11,12 @@ two decoder blocks that double it; every block a 3×3 layer, batch norm and ReLU
 
 Upsampling is nearest-neighbour (copies, no arithmetic) followed by a 3×3 layer rather than a
 transposed convolution, so the multiplier-free version can use the same topology.
-``mf_autoencoder`` replaces every 3×3 convolution by
+``mf_autoencoder(conv3x3=...)`` replaces every 3×3 convolution (the ``conv3x3`` role; kinds of
+``mnf.models.policy``) by
 
-- ``layer="adder"``: an ``Adder2d`` 3×3 layer (AdderNet: ``−Σ|x − w|``, no multiplications), or
-- ``layer="wht"``: a depthwise ``Adder2d`` 3×3 (spatial filtering) followed by a ``WHTPointwise``
-  (channel mixing by the Walsh–Hadamard transform and trainable soft thresholds).
+- ``"adder"``: an ``Adder2d`` 3×3 layer (AdderNet: ``−Σ|x − w|``, no multiplications), or
+- ``"separable_adder_wht"``: a depthwise ``Adder2d`` 3×3 (spatial filtering), BN and a
+  ``WHTPointwise`` (channel mixing by the Walsh–Hadamard transform and trainable soft thresholds).
 
 Batch norm stays (at inference one ``a·x + b`` per value; ``mnf.cost`` counts it).  The output
 is clamped with ``Hardtanh(0, 1)`` (comparisons only) rather than a sigmoid; the last BN starts
@@ -36,8 +37,9 @@ from torch import Tensor, nn
 from mnf import _check
 from mnf.budget import cap, full_size, record_work
 from mnf.metrics import model_device, model_dtype, probe
+from mnf.models import policy
 
-LAYERS = ("adder", "wht")
+CONV3X3 = policy.ROLES["mf_autoencoder"]["conv3x3"]
 
 
 def _block(layer: nn.Module, channels: int, act: bool = True, up: bool = False) -> nn.Sequential:
@@ -104,53 +106,39 @@ def _check_channels(channels) -> tuple[int, int, int]:
     return tuple(int(c) for c in channels)  # type: ignore[return-value]
 
 
-def conv_autoencoder(channels: tuple[int, int, int] = (32, 16, 32), in_channels: int = 3) -> AutoEncoder:
+def _autoencoder(name: str, kind: str, channels: tuple[int, int, int], in_channels: int) -> AutoEncoder:
+    """The layout of the module doc with ``policy.conv3x3(kind, ...)`` as every 3×3 layer; ``model.arch`` set."""
+    c1, c2, c3 = _check_channels(channels)
+    in_channels = _check.positive_int("in_channels", in_channels, name)
+    layer = policy.conv3x3
+    encoder = nn.Sequential(_block(layer(kind, in_channels, c1, 2), c1), _block(layer(kind, c1, c2, 2), c2))
+    decoder = nn.Sequential(_block(layer(kind, c2, c3), c3, up=True),
+                            _block(layer(kind, c3, in_channels), in_channels, act=False, up=True))
+    model = AutoEncoder(encoder, decoder, in_channels, multiple=4)
+    kwargs = {"channels": [c1, c2, c3], "in_channels": in_channels}
+    model.arch = {"name": name, "kwargs": kwargs if kind == "conv" else {**kwargs, "conv3x3": kind}}
+    return model
+
+
+def conv_autoencoder(*, channels: tuple[int, int, int] = (32, 16, 32), in_channels: int = 3) -> AutoEncoder:
     """Convolutional autoencoder (see the module doc); Çallı 2017 used channels (32, 64, 32) on MNIST."""
-    c1, c2, c3 = _check_channels(channels)
-    in_channels = _check.positive_int("in_channels", in_channels, "conv_autoencoder")
-    conv = lambda i, o, s: nn.Conv2d(i, o, 3, s, 1, bias=False)  # noqa: E731
-    encoder = nn.Sequential(_block(conv(in_channels, c1, 2), c1), _block(conv(c1, c2, 2), c2))
-    decoder = nn.Sequential(_block(conv(c2, c3, 1), c3, up=True),
-                            _block(conv(c3, in_channels, 1), in_channels, act=False, up=True))
-    model = AutoEncoder(encoder, decoder, in_channels, multiple=4)
-    model.arch = {"name": "conv_autoencoder", "kwargs": {"channels": [c1, c2, c3], "in_channels": in_channels}}
-    return model
+    return _autoencoder("conv_autoencoder", "conv", channels, in_channels)
 
 
-def _mf_layer(kind: str, cin: int, cout: int, stride: int) -> nn.Module:
-    from mnf.layers.adder import Adder2d
-    if kind == "adder":
-        return Adder2d(cin, cout, 3, stride, 1)
-    from mnf.layers.wht import WHTPointwise
-    return nn.Sequential(Adder2d(cin, cin, 3, stride, 1, groups=cin), nn.BatchNorm2d(cin),
-                         WHTPointwise(cin, cout))
+def mf_autoencoder(*, channels: tuple[int, int, int] = (32, 16, 32), in_channels: int = 3,
+                   conv3x3: str = "adder") -> AutoEncoder:
+    """Multiplier-free autoencoder: :func:`conv_autoencoder`'s topology with ``conv3x3``
+    (``"adder" | "separable_adder_wht"``) in place of every 3×3 convolution (see the module doc)."""
+    return _autoencoder("mf_autoencoder", policy.check("conv3x3", conv3x3, CONV3X3), channels, in_channels)
 
 
-def mf_autoencoder(channels: tuple[int, int, int] = (32, 16, 32), in_channels: int = 3,
-                   layer: str = "adder") -> AutoEncoder:
-    """Multiplier-free autoencoder: :func:`conv_autoencoder`'s topology with ``layer`` ("adder" | "wht")
-    in place of every 3×3 convolution (see the module doc)."""
-    if not isinstance(layer, str) or layer not in LAYERS:
-        raise (ValueError if isinstance(layer, str) else _check.ArgumentTypeError)(
-            f"unknown layer {layer!r}; valid: {', '.join(map(repr, LAYERS))}")
-    c1, c2, c3 = _check_channels(channels)
-    in_channels = _check.positive_int("in_channels", in_channels, "mf_autoencoder")
-    encoder = nn.Sequential(_block(_mf_layer(layer, in_channels, c1, 2), c1),
-                            _block(_mf_layer(layer, c1, c2, 2), c2))
-    decoder = nn.Sequential(_block(_mf_layer(layer, c2, c3, 1), c3, up=True),
-                            _block(_mf_layer(layer, c3, in_channels, 1), in_channels, act=False, up=True))
-    model = AutoEncoder(encoder, decoder, in_channels, multiple=4)
-    model.arch = {"name": "mf_autoencoder",
-                  "kwargs": {"channels": [c1, c2, c3], "in_channels": in_channels, "layer": layer}}
-    return model
-
-
-def dense_autoencoder(features: int, hidden: tuple[int, ...] = (256, 64)) -> nn.Sequential:
+def dense_autoencoder(*, features: int, hidden: tuple[int, ...] = (256, 64)) -> nn.Sequential:
     """Fully connected autoencoder on flat vectors ``(N, features) → (N, features)``.
 
     ``Linear → ReLU`` down through ``hidden`` (the last entry is the code), mirrored back up, with
-    a linear output layer; e.g. ``dense_autoencoder(3072)`` for flattened CIFAR-10 images.
-    It is a plain ``nn.Sequential``, so :func:`mnf.compress.prune` can shrink its hidden layers.
+    a linear output layer; e.g. ``dense_autoencoder(features=3072)`` for flattened CIFAR-10 images.
+    It is a plain ``nn.Sequential``, so :func:`mnf.compress.prune` can shrink its hidden layers;
+    it carries ``model.arch`` like every builder.
     """
     features = _check.positive_int("features", features, "dense_autoencoder")
     if not isinstance(hidden, (tuple, list)):
@@ -164,7 +152,9 @@ def dense_autoencoder(features: int, hidden: tuple[int, ...] = (256, 64)) -> nn.
     for a, b in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(a, b), nn.ReLU()]
     layers.append(nn.Linear(sizes[-1], features))
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    model.arch = {"name": "dense_autoencoder", "kwargs": {"features": features, "hidden": list(hidden)}}
+    return model
 
 
 def psnr(x: Tensor, y: Tensor, data_range: float = 1.0, per_image: bool = False) -> Tensor:

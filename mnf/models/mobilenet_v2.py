@@ -134,11 +134,11 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.dropout(self.pool(self.features(x)).flatten(1)))
 
 
-def mobilenet_v2(layout: str = "cifar", width: float = 1.0, num_classes: int = 10, *,
+def mobilenet_v2(*, layout: str = "cifar", width: float = 1.0, num_classes: int = 10,
                  pointwise: str = "conv", depthwise: str = "conv", last: str = "conv",
                  blocks: tuple[int, ...] | list[int] | None = None, stem_stride: int | None = None,
                  input_size: int | None = None, dropout: float | None = None) -> MobileNetV2:
-    """Build a :class:`MobileNetV2`.
+    """Build a :class:`MobileNetV2` (keyword arguments only).
 
     layout       ``"imagenet"`` (torchvision) or ``"cifar"`` (kuangliu / seed 002).
     width        width multiplier; channels are ``make_divisible(c · width, 8)``.

@@ -1,20 +1,47 @@
-"""Per-role layer factory: which module plays "pointwise", "depthwise" or "last 1×1".
+"""The models' layer vocabulary: a keyword names a *role*, its value a *kind* of layer.
 
-A model asks for a layer by *role* and the policy name picks the module::
+Every builder of :mod:`mnf.models` takes keyword-only arguments.  A layer choice is a keyword
+named after the layer of the original network being replaced (its role: ``pointwise``,
+``depthwise``, ``last``, ``conv3x3``, ``se``, ``pre_gap``) whose value is one of :data:`KINDS`,
+the one set of layer kinds all models draw from; :data:`ROLES` lists, per registered builder,
+which kinds each role accepts.  The factories below build a layer of a kind for a role::
 
     pointwise("wht", 32, 192)   # WHTPointwise(32, 192, expand="repeat"): drop-in for Conv2d(32, 192, 1)
     depthwise("adder", 192, stride=2, size=32)   # Adder2d(192, 192, 3, 2, 1, groups=192)
+    conv3x3("separable_adder", 16, 32, stride=2)  # dwAdder 3×3, BN, ReLU, pwAdder 1×1
 
-``mnf.layers.adder`` / ``mnf.layers.wht`` are imported only when a policy needs them, so the
+``mnf.layers.adder`` / ``mnf.layers.wht`` are imported only when a kind needs them, so the
 plain ``"conv"`` models work without them.
 """
 from __future__ import annotations
 
 from torch import nn
 
+KINDS: dict[str, str] = {
+    "conv": "the original layer: nn.Conv2d of the role's shape (no bias)",
+    "adder": "Adder2d of the same shape (AdderNet: -sum |x - w|)",
+    "wht": "WHTPointwise: a 1×1 layer by a channel Walsh–Hadamard transform and trainable thresholds",
+    "wht2d": "WHTSpatial: a 2-D WHT of every channel's image with trainable thresholds "
+             "(small_cnn: OrthonormalWHT2d, the same in orthonormal units)",
+    "separable_adder": "depthwise Adder2d 3×3, BN, ReLU, pointwise Adder2d 1×1 (Urso 2022 §4.4)",
+    "separable_adder_wht": "depthwise Adder2d 3×3, BN, WHTPointwise (channel mixing by the WHT)",
+    "se": "the original squeeze-and-excitation gate",
+    "none": "no layer in that place",
+}
+
 POINTWISE = ("conv", "wht", "adder")
 DEPTHWISE = ("conv", "adder", "wht2d")
 LAST = ("conv", "wht")
+CONV3X3 = ("conv", "adder", "separable_adder", "separable_adder_wht")
+
+ROLES: dict[str, dict[str, tuple[str, ...]]] = {
+    "mobilenet_v2": {"pointwise": POINTWISE, "depthwise": DEPTHWISE, "last": LAST},
+    "resnet20": {"conv3x3": ("conv", "adder", "separable_adder")},
+    "small_cnn": {"conv3x3": ("conv", "wht2d"), "se": ("se", "wht2d", "none"), "pre_gap": ("none", "wht2d")},
+    "conv_autoencoder": {},
+    "mf_autoencoder": {"conv3x3": ("adder", "separable_adder_wht")},
+    "dense_autoencoder": {},
+}
 
 
 def check(role: str, name: str, valid: tuple[str, ...]) -> str:
@@ -69,3 +96,34 @@ def full(kind: str, cin: int, cout: int, kernel_size: int, stride: int = 1, padd
         return nn.Conv2d(cin, cout, kernel_size, stride, padding, bias=False)
     from mnf.layers.adder import Adder2d
     return Adder2d(cin, cout, kernel_size, stride, padding)
+
+
+def separable_adder(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """``Adder2d(cin, cin, 3, stride, 1, groups=cin)``, BN, ReLU, ``Adder2d(cin, cout, 1)``:
+    ``(N, cin, H, W) -> (N, cout, H/stride, W/stride)`` (the ``"separable_adder"`` kind)."""
+    from mnf.layers.adder import Adder2d
+    return nn.Sequential(Adder2d(cin, cin, 3, stride, 1, groups=cin), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
+                         Adder2d(cin, cout, 1))
+
+
+def separable_adder_wht(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """``Adder2d(cin, cin, 3, stride, 1, groups=cin)``, BN, ``WHTPointwise(cin, cout)``:
+    ``(N, cin, H, W) -> (N, cout, H/stride, W/stride)`` (the ``"separable_adder_wht"`` kind)."""
+    from mnf.layers.adder import Adder2d
+    from mnf.layers.wht import WHTPointwise
+    # expand="zeros": the layer the autoencoder chapter was built and measured with
+    return nn.Sequential(Adder2d(cin, cin, 3, stride, 1, groups=cin), nn.BatchNorm2d(cin),
+                         WHTPointwise(cin, cout, expand="zeros"))
+
+
+def conv3x3(kind: str, cin: int, cout: int, stride: int = 1) -> nn.Module:
+    """A 3×3 layer with padding 1 of a kind of :data:`CONV3X3`: ``(N, cin, H, W) -> (N, cout, H/stride, W/stride)``.
+
+    ``"conv"`` / ``"adder"``: one dense layer; the separable kinds filter each channel with a
+    depthwise ``Adder2d`` 3×3 (which also strides), batch-normalise and mix the channels
+    (:func:`separable_adder`, :func:`separable_adder_wht`).
+    """
+    check("conv3x3", kind, CONV3X3)
+    if kind in ("conv", "adder"):
+        return full(kind, cin, cout, 3, stride, 1)
+    return (separable_adder if kind == "separable_adder" else separable_adder_wht)(cin, cout, stride)

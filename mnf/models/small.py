@@ -47,11 +47,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mnf.models.policy import check
+from mnf.models.policy import ROLES, check
 
-CONV3X3 = ("conv", "wht2d")
-GATES = ("se", "wht2d", "none")
-PRE_GAP = ("none", "wht2d")
+CONV3X3, GATES, PRE_GAP = (ROLES["small_cnn"][role] for role in ("conv3x3", "se", "pre_gap"))
 
 
 class Gate(nn.Module):
@@ -197,9 +195,9 @@ class SmallCNN(nn.Module):
         return self.classifier(self.pool(self.head(self.blocks(self.stem(x)))).flatten(1))
 
 
-def small_cnn(width: int = 16, num_classes: int = 10, *, conv3x3: str = "conv", se: str = "se",
+def small_cnn(*, width: int = 16, num_classes: int = 10, conv3x3: str = "conv", se: str = "se",
               pre_gap: str = "none", threshold: str = "soft", stem_stride: int = 1) -> SmallCNN:
-    """Build a :class:`SmallCNN` (see the module doc) for 32×32 inputs.
+    """Build a :class:`SmallCNN` (see the module doc) for 32×32 inputs (keyword arguments only).
 
     width        channels of the first stage; the stages have ``w``, ``2w``, ``4w``.
     conv3x3      the second 3×3 layer of every block: ``"conv"`` or ``"wht2d"``

@@ -24,13 +24,17 @@ per sweep over memory) whose inner loop is over contiguous elements, and rows lo
 from __future__ import annotations
 
 import numpy as np
+import torch
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import get_num_threads, njit, prange, types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
+from torch import Tensor
+
 from mnf._check import ArgumentTypeError
 from mnf.simd import vector_pointer
+from mnf.transforms.orderings import gather_indices
 
 BLOCK = 2048  # elements per cache chunk: 8 KB float32 / 16 KB float64 fit in L1
 
@@ -50,9 +54,9 @@ def _simd_kernel(m: int):
     """An intrinsic ``f(src, i, dst, j)``: ``dst[j:j+8m] = H_{8m} @ src[i:i+8m]`` in registers.
 
     Both arrays must have unit stride (float32 or float64). Written in LLVM IR because the first
-    three stages mix lanes *within* a vector, which LLVM does not find on its own in scalar code:
-    the scalar radix-8 pass (``_radix8``) took 0.76 ms per 2M float32 on one core, this pass
-    (m = 1) 0.18 ms, a plain copy 0.16 ms. Stage ``h`` in {1, 2, 4} is
+    three stages mix lanes *within* a vector, which LLVM does not find on its own in scalar code,
+    and the scalar radix-8 pass (``_radix8``) is several times slower than this one, which runs
+    near the speed of a copy (benchmarks/bench_fwht.py; book/notes/transforms.md). Stage ``h`` in {1, 2, 4} is
     ``v <- v * sign_h + swap_h(v)``: ``swap_h`` exchanges lanes ``k`` and ``k ^ h`` (a shuffle) and
     ``sign_h[k] = -1`` where bit ``h`` of ``k`` is set, so lane ``k`` gets ``a + b`` and lane
     ``k ^ h`` gets ``a - b``; multiplying by +-1 is exact, so the result is the scalar butterfly's
@@ -225,10 +229,8 @@ def fwht_rows(x, out, perm, scale, nchunks):
     """
     rows, n = x.shape
     nchunks = max(1, min(rows, nchunks))
-    # The transform loop holds no array but ``x`` and ``out``: with a scratch array alive in the
-    # same loop every row cost ~20 ns more (2.7 ms instead of 0.1 ms for 1M float32 in rows of 8
-    # on one core; most likely reference counting of the row views that Numba could no longer
-    # prove unneeded). So orderings and scaling are a second sweep.
+    # No scratch array in the transform loop: one alive there costs every row far more than the
+    # second sweep for ordering and scale does (benchmarks/bench_fwht.py; book/notes/transforms.md).
     for c in prange(nchunks):
         for r in range(c * rows // nchunks, (c + 1) * rows // nchunks):
             _transform(x[r], out[r])
@@ -254,7 +256,7 @@ def butterfly_cols_(buf, lo, n, w):
     The transform runs down the rows of a 2-D buffer, for ``w`` columns at once: radix-8 passes
     (three stages per sweep: fewer loads and stores per addition), then one radix-4 or radix-2
     pass for the remaining stages; every inner loop runs over ``w`` contiguous elements (SIMD
-    across columns). ``fwht_cols`` and the fused WHT layer kernels of ``mnf.layers.wht_cpu`` call
+    across columns). ``fwht_cols`` and the fused WHT layer kernels of ``mnf.wht_layer.cpu`` call
     it on tiles of pixels.
     """
     h = 1
@@ -329,3 +331,30 @@ def tile_width(n: int, inner: int, itemsize: int) -> int:
 fwht_rows_serial = njit(cache=True)(fwht_rows.py_func)
 fwht_cols_serial = njit(cache=True)(fwht_cols.py_func)
 PARALLEL_MIN_SIZE = 1 << 15  # elements; below this the serial twins are used
+
+
+def transform(x3: np.ndarray, order: str, scale: float) -> np.ndarray:
+    """``out[o, k, i] = scale * (H @ x3[o, :, i])[perm[k]]``: a new C-contiguous ``(outer, n, inner)``.
+
+    ``x3`` float32/float64, any strides; ``perm`` from ``order``. The row kernel when ``inner == 1``,
+    else the column kernel; their serial twins below ``PARALLEL_MIN_SIZE`` elements. Every ``n``
+    takes the butterflies: a dense product is no faster even for tiny ``n``
+    (book/notes/transforms.md).
+    """
+    rows, n, cols = x3.shape
+    out3 = np.empty(x3.shape, dtype=x3.dtype)
+    if x3.size == 0:
+        return out3
+    perm, s = gather_indices(n, order), x3.dtype.type(scale)
+    if cols == 1:
+        kernel = fwht_rows if x3.size >= PARALLEL_MIN_SIZE else fwht_rows_serial
+        kernel(x3[:, :, 0], out3[:, :, 0], perm, s, 4 * get_num_threads())
+    else:
+        kernel = fwht_cols if x3.size >= PARALLEL_MIN_SIZE else fwht_cols_serial
+        kernel(x3, out3, perm, s, tile_width(n, cols, x3.dtype.itemsize))
+    return out3
+
+
+def transform_torch(x3: Tensor, order: str, scale: float) -> Tensor:
+    """:func:`transform` for a CPU tensor: tensor in, new tensor out (the NumPy views share memory)."""
+    return torch.from_numpy(transform(x3.detach().resolve_conj().resolve_neg().numpy(), order, scale))

@@ -13,10 +13,11 @@ order, ``perm`` int64 of length ``n``; the identity for the natural order).
 
 Coalescing is best when the transform axis is contiguous (``inner == 1``); strided rows work but
 read with stride ``inner``. ``fwht_cuda`` accepts Numba device arrays (``cuda.to_device``, the
-simulator tests) and anything ``cuda.as_cuda_array`` accepts. ``transform`` is the dispatch
-``fwht.py`` uses (ordering indices cached per ``(n, order, device)``, then ``fwht_cuda``), plain
-Python that also runs under the simulator; ``launch_torch`` only bridges torch tensors and
-torch's current stream into it. Kernels compile lazily: importing this module needs no GPU.
+simulator tests) and anything ``cuda.as_cuda_array`` accepts. ``transform`` picks the launches
+(ordering indices cached per ``(n, order, device)``, then ``fwht_cuda``), plain Python that also
+runs under the simulator; ``transform_torch`` is the bridge ``fwht.py`` calls, torch tensor in
+and torch tensor out on torch's current stream (the same as ``cpu.transform_torch``). Kernels
+compile lazily: importing this module needs no GPU.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from mnf.transforms.fwht import _perm
+from mnf.transforms.orderings import gather_indices
 
 SHARED_MAX = {np.dtype(np.float32): 4096, np.dtype(np.float64): 2048}  # 16 KB per block
 THREADS = 256
@@ -171,17 +172,17 @@ _perm_cache: dict = {}
 def device_perm(n: int, order: str, device, to_device):
     """The int64 gather indices of ``order`` at length ``n`` on ``device``, copied there once.
 
-    Derived from ``fwht._perm(n, order)`` (what the CPU path uses; the natural order's empty
-    array becomes ``arange(n)``) and cached per ``(n, order, device)``: the ordering is part of
-    the key, since e.g. Walsh and dyadic indices of the same ``n`` have the same size.
+    Derived from ``orderings.gather_indices(n, order)`` (what the CPU path uses; the natural
+    order's empty array becomes ``arange(n)``) and cached per ``(n, order, device)``: the ordering
+    is part of the key, since e.g. Walsh and dyadic indices of the same ``n`` have the same size.
     ``to_device(host_array)`` makes the device copy (``cuda.to_device`` for Numba device arrays,
-    ``torch.as_tensor(..., device=...)`` in :func:`launch_torch`); ``device`` is any hashable
+    ``torch.as_tensor(..., device=...)`` in :func:`transform_torch`); ``device`` is any hashable
     naming where it lives.
     """
     key = (n, order, device)
     p = _perm_cache.get(key)
     if p is None:
-        host = _perm(n, order)
+        host = gather_indices(n, order)
         p = _perm_cache[key] = to_device(host if host.size else np.arange(n, dtype=np.int64))
     return p
 
@@ -189,7 +190,7 @@ def device_perm(n: int, order: str, device, to_device):
 def transform(x, out, order: str, scale: float, stream=0, device=None, to_device=None) -> None:
     """``out = scale * (H @ x)[perm]`` along axis 1 of ``(outer, n, inner)`` device arrays.
 
-    The device-side dispatch of ``fwht``, plain Python down to the kernel launches (so it runs
+    The device-side launches of ``fwht``, plain Python down to the kernel launches (so it runs
     under Numba's simulator): the ordering's device indices from :func:`device_perm`, then
     :func:`fwht_cuda` on ``stream``. ``x``, ``out``: Numba device arrays or CUDA-array-interface
     objects (float32/float64, same shape); ``order``: ``"hadamard" | "walsh" | "dyadic"``;
@@ -200,15 +201,18 @@ def transform(x, out, order: str, scale: float, stream=0, device=None, to_device
     fwht_cuda(x, out, perm, scale, stream)
 
 
-def launch_torch(x3, out3, order: str, scale: float) -> None:
-    """``fwht.py``'s CUDA path: :func:`transform` on torch tensors, on torch's current stream.
+def transform_torch(x3, order: str, scale: float):
+    """:func:`transform` for a CUDA tensor ``(outer, n, inner)``: a new tensor of its shape.
 
-    The only torch-specific part: the Numba views (``cuda.as_cuda_array``, no copies), the
-    external stream wrapping torch's current stream, and the permutation allocated by torch on
-    ``x3``'s device.
+    The only torch-specific part: the output allocated by torch, the Numba views
+    (``cuda.as_cuda_array``, no copies), the external stream wrapping torch's current stream,
+    and the permutation allocated by torch on ``x3``'s device.
     """
     import torch
 
+    out3 = torch.empty(x3.shape, dtype=x3.dtype, device=x3.device)
     stream = cuda.external_stream(torch.cuda.current_stream(x3.device).cuda_stream)
-    transform(cuda.as_cuda_array(x3), cuda.as_cuda_array(out3), order, scale, stream, x3.device,
-              lambda p: torch.as_tensor(p, device=x3.device))
+    # the interface exposes raw memory: a neg-bit view (e.g. ``z.conj().imag``) must be materialised
+    transform(cuda.as_cuda_array(x3.detach().resolve_neg()), cuda.as_cuda_array(out3), order, scale, stream,
+              x3.device, lambda p: torch.as_tensor(p, device=x3.device))
+    return out3

@@ -1,16 +1,15 @@
 """The one dispatch point for the fast Walsh-Hadamard transform (NumPy arrays and torch tensors).
 
 Every public function reduces to ``_apply(x, dim, order, scale)``: along axis ``dim`` compute
-``scale * (H @ x)[perm]`` (``H`` natural order, ``perm = _perm(n, order)``). The array is viewed,
-without copying when its strides allow, as ``(outer, n, inner)`` with ``inner`` the axes laid out
-faster than ``dim``, and the kernel is picked by device and size:
+``scale * (H @ x)[perm]`` (``H`` natural order, ``perm`` the gather indices of ``order``). The
+array is viewed, without copying when its strides allow, as ``(outer, n, inner)`` with ``inner``
+the axes laid out faster than ``dim``, and handed to one bridge per backend:
 
-- NumPy / torch CPU: ``cpu.fwht_rows`` (``inner == 1``) or ``cpu.fwht_cols`` (vectorised across
-  ``inner``, e.g. the channel axis of NCHW), single-threaded below ``cpu.PARALLEL_MIN_SIZE``
-  elements where starting threads costs more than the work.
-- torch CUDA: ``cuda.launch_torch`` (imported only then): the ordering's device copy of
-  ``_perm(n, order)`` (cached per ``(n, order, device)``) and ``cuda.fwht_cuda`` on torch's
-  current stream.
+- NumPy: ``cpu.transform`` (array in, array out);
+- torch CPU: ``cpu.transform_torch``, torch CUDA: ``cuda.transform_torch`` (imported only then):
+  tensor in, tensor out. Each backend picks its kernels (``cpu``: row or column kernel, serial
+  below ``cpu.PARALLEL_MIN_SIZE`` elements; ``cuda``: shared-memory or multi-pass launches on
+  torch's current stream).
 
 The output is a new array laid out like the input (NCHW stays NCHW, channels_last stays
 channels_last); torch gradients go through ``_WHT``, whose backward is the same transform because
@@ -21,28 +20,17 @@ returned in float32, and their gradients flow back through the cast in their own
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from types import ModuleType
 
 import numpy as np
 import torch
-from numba import get_num_threads
 
 from mnf import _check
 from mnf.transforms import cpu
-from mnf.transforms.orderings import check_order, check_size, next_power_of_two, permutation
+from mnf.transforms.orderings import check_order, check_size, next_power_of_two
 
 Array = "np.ndarray | torch.Tensor"
 HALF = (torch.float16, torch.bfloat16)  # computed in float32: the kernels have no half types
-
-
-@lru_cache(maxsize=64)
-def _perm(n: int, order: str) -> np.ndarray:
-    """int64 gather indices for ``order``, empty for the natural order (the kernels' identity).
-
-    The one source of the orderings for every path: the CPU kernels take it as is, the CUDA
-    path (``cuda.device_perm``) copies it to the device once per ``(n, order, device)``.
-    """
-    return np.empty(0, np.int64) if order == "hadamard" else permutation(n, order)
 
 
 def _norm_dim(dim: int, ndim: int, name: str = "dim") -> int:
@@ -86,55 +74,34 @@ def _as3d(x, dim: int):
         return np.ascontiguousarray(xp).reshape(shape3), xp.shape, axes
 
 
-def _kernel_cpu(x3: np.ndarray, out3: np.ndarray, perm: np.ndarray, scale: float) -> None:
-    """CPU dispatch on ``(outer, n, inner)`` arrays: row kernel or column kernel.
-
-    A dense product for tiny ``n`` was measured too: it was slower than the row kernel for
-    n = 2, 4, 8 and no faster than the column kernel, so every size takes the butterflies.
-    """
-    rows, n, cols = x3.shape
-    s = x3.dtype.type(scale)
-    if x3.size == 0:
-        return
-    if cols == 1:
-        kernel = cpu.fwht_rows if x3.size >= cpu.PARALLEL_MIN_SIZE else cpu.fwht_rows_serial
-        kernel(x3[:, :, 0], out3[:, :, 0], perm, s, 4 * get_num_threads())
-    else:
-        kernel = cpu.fwht_cols if x3.size >= cpu.PARALLEL_MIN_SIZE else cpu.fwht_cols_serial
-        kernel(x3, out3, perm, s, cpu.tile_width(n, cols, x3.dtype.itemsize))
+def _restore(y3, shape, axes):
+    """A result of :func:`_as3d`'s ``(outer, n, inner)`` shape back in the input's axes."""
+    if isinstance(y3, torch.Tensor):
+        return y3.view(shape).permute(np.argsort(axes).tolist())
+    return y3.reshape(shape).transpose(np.argsort(axes))
 
 
-def _transform_numpy(x: np.ndarray, dim: int, perm: np.ndarray, scale: float) -> np.ndarray:
-    x3, shape, axes = _as3d(x, dim)
-    out3 = np.empty(x3.shape, dtype=x.dtype)
-    _kernel_cpu(x3, out3, perm, scale)
-    return out3.reshape(shape).transpose(np.argsort(axes))
-
-
-def _transform_torch(x: torch.Tensor, dim: int, order: str, scale: float) -> torch.Tensor:
-    if x.device.type not in ("cpu", "cuda"):
-        raise ValueError(f"x must be on a cpu or cuda device, got {x.device}")
-    x3, shape, axes = _as3d(x.detach(), dim)
-    out3 = torch.empty(x3.shape, dtype=x.dtype, device=x.device)
-    if x.device.type == "cuda":
-        from mnf.transforms import cuda  # numba.cuda only once a GPU tensor shows up
-        cuda.launch_torch(x3, out3, order, scale)
-    else:
-        perm = _perm(x3.shape[1], order)
-        _kernel_cpu(x3.resolve_conj().resolve_neg().numpy(), out3.numpy(), perm, scale)
-    return out3.view(shape).permute(np.argsort(axes).tolist())
+def _backend(device: torch.device) -> ModuleType:
+    """The kernels for a tensor on ``device``: ``cpu`` or ``cuda`` (numba.cuda imported only then)."""
+    if device.type == "cpu":
+        return cpu
+    if device.type == "cuda":
+        from mnf.transforms import cuda
+        return cuda
+    raise ValueError(f"x must be on a cpu or cuda device, got {device}")
 
 
 class _WHT(torch.autograd.Function):
     """``y = scale * (H @ x)[perm]`` along ``dim``; its matrix is symmetric, so dx = same(dy).
 
-    ``x`` float32/float64 (``_prepare`` upcasts half types); ``perm = _perm(n, order)``.
+    ``x`` float32/float64 (``_prepare`` upcasts half types).
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dim: int, order: str, scale: float) -> torch.Tensor:
         ctx.args = (dim, order, scale)
-        return _transform_torch(x, dim, order, scale)
+        x3, shape, axes = _as3d(x.detach(), dim)
+        return _restore(_backend(x.device).transform_torch(x3, order, scale), shape, axes)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -186,9 +153,11 @@ def _prepare(x, dim: int, order: str, pad: bool, normalized: bool = False):
 
 
 def _apply(x, dim: int, order: str, scale: float):
+    """The one dispatch: torch tensors through ``_WHT`` (autograd), NumPy arrays to ``cpu.transform``."""
     if isinstance(x, torch.Tensor):
         return _WHT.apply(x, dim, order, scale)
-    return _transform_numpy(x, dim, _perm(x.shape[dim], order), scale)
+    x3, shape, axes = _as3d(x, dim)
+    return _restore(cpu.transform(x3, order, scale), shape, axes)
 
 
 def fwht(x: Array, dim: int = -1, order: str = "hadamard", normalized: bool = False,

@@ -14,6 +14,8 @@ matrix*: ``walsh(n) == hadamard(n)[walsh_permutation(n)]`` and
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from mnf import _check
@@ -47,11 +49,6 @@ def next_power_of_two(n: int) -> int:
     """Smallest power of two ``>= n`` (``1`` for ``n <= 1``); ``n`` an int (``TypeError`` otherwise)."""
     n = _check.integer("n", n, owner="next_power_of_two")
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
-
-
-def log2(n: int) -> int:
-    """``k`` with ``2**k == n`` for a power of two ``n`` (raises ``ValueError`` otherwise)."""
-    return check_size(n).bit_length() - 1
 
 
 def gray_code(n: int) -> np.ndarray:
@@ -109,6 +106,14 @@ def permutation(n: int, order: str = "hadamard") -> np.ndarray:
     if order == "dyadic":
         return dyadic_permutation(n)
     return np.arange(check_size(n), dtype=np.int64)
+
+
+@lru_cache(maxsize=64)
+def gather_indices(n: int, order: str) -> np.ndarray:
+    """The kernels' int64 gather indices for ``order`` (:func:`permutation`), empty for the natural
+    order (the kernels' identity): the one source of the orderings for every backend (the CUDA
+    backend copies them to the device once per ``(n, order, device)``). Cached: do not modify."""
+    return np.empty(0, np.int64) if order == "hadamard" else permutation(n, order)
 
 
 def check_dtype(dtype, normalized: bool, owner: str = "hadamard") -> np.dtype:

@@ -1,11 +1,13 @@
-"""Numba CUDA adder kernels against the CPU kernels (tiny shapes: the simulator is slow)."""
+"""Numba CUDA adder kernels (device arrays, ``mnf.adder.cuda.dispatch``) against the CPU kernels
+(NumPy, ``mnf.adder.cpu.dispatch``); tiny shapes: the simulator is slow."""
 import numpy as np
 import pytest
 import torch
 from numba import cuda
 
-from mnf.adder import adder2d, cpu
-from mnf.adder import cuda as gpu
+from mnf.adder import adder2d
+from mnf.adder.cpu import dispatch as cpu
+from mnf.adder.cuda import dispatch as gpu
 
 # (N, C, H, W, O, k, stride, padding, groups)
 CASES = [

@@ -6,12 +6,12 @@ from numba import cuda
 
 import mnf.transforms as T
 from mnf.transforms import cuda as K
-from mnf.transforms.fwht import _perm
+from mnf.transforms.orderings import gather_indices
 
 
 def run(x3, order, scale, shared_max=None):
     n = x3.shape[1]
-    p = _perm(n, order)
+    p = gather_indices(n, order)
     p = p if p.size else np.arange(n, dtype=np.int64)
     out = cuda.device_array_like(x3)
     K.fwht_cuda(cuda.to_device(x3), out, cuda.to_device(p), scale, shared_max=shared_max)
@@ -59,7 +59,7 @@ def test_dispatch_orders_at_one_size_match_dense(monkeypatch, n):
     for order, want in (("walsh", T.walsh_permutation(n)), ("dyadic", T.dyadic_permutation(n)),
                         ("hadamard", np.arange(n))):
         got = K.device_perm(n, order, "sim", cuda.to_device)
-        np.testing.assert_array_equal(got.copy_to_host(), want)    # cached, and fwht._perm's
+        np.testing.assert_array_equal(got.copy_to_host(), want)    # cached, and gather_indices'
     assert K.device_perm(n, "walsh", "sim", None) is K._perm_cache[(n, "walsh", "sim")]
 
 

@@ -2,7 +2,7 @@
 at real sizes on a GPU (``python tools/gpu_check.py`` runs this file without the simulator).
 
 - Numba device arrays, simulator and GPU: ``mnf.transforms.cuda.fwht_cuda`` (shared-memory and
-  multi-pass kernels, float32/float64, every ordering) and ``mnf.adder.cuda.forward``,
+  multi-pass kernels, float32/float64, every ordering) and ``mnf.adder.cuda.dispatch.forward``,
   ``grad_input``, ``grad_weight`` (full and sign), ``backward`` (dense, grouped, depthwise,
   pointwise; strides 1 and 2; paddings 0, 1, 2). On a GPU, ``GPU_*`` cases add the shared-memory
   limits, real layer shapes and the grid-stride loops (more rows, outputs or filter elements
@@ -21,11 +21,12 @@ import torch
 from numba import cuda
 
 import mnf.transforms as T
-from mnf.adder import adder2d, cpu
-from mnf.adder import cuda as adder_gpu
+from mnf.adder import adder2d
+from mnf.adder.cpu import dispatch as cpu
+from mnf.adder.cuda import dispatch as adder_gpu
 from mnf.layers import Adder2d, WHTPointwise, WHTSpatial
 from mnf.transforms import cuda as K
-from mnf.transforms.fwht import _perm
+from mnf.transforms.orderings import gather_indices
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 GPU = not SIMULATED and cuda.is_available()
@@ -63,7 +64,7 @@ GPU_FWHT = [
 def test_fwht_kernels_match_cpu(case, dtype, order):
     n, outer, inner, shared_max = case
     x3 = np.random.default_rng(n).standard_normal((outer, n, inner)).astype(dtype)
-    perm = _perm(n, order)
+    perm = gather_indices(n, order)
     perm = perm if perm.size else np.arange(n, dtype=np.int64)
     out = cuda.device_array_like(x3)
     K.fwht_cuda(cuda.to_device(x3), out, cuda.to_device(perm), n ** -0.5, shared_max=shared_max)

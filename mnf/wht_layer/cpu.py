@@ -1,8 +1,11 @@
-"""Fused Numba CPU kernels of the WHT layers: transform, threshold, inverse in one pass.
+"""Numba CPU kernels of the WHT layers (fused: transform, threshold, inverse in one pass).
 
-``forward`` / ``backward`` serve ``WHTPointwise`` (channel transforms), ``spatial_forward`` /
-``spatial_backward`` serve ``WHTSpatial`` (one ``Hp × Wp`` 2-D transform per image, same math
-with ``H_b x`` replaced by ``H_Hp · pad(x) · H_Wp`` and ``1/b`` by ``1/(Hp·Wp)``).
+The maps are those of :mod:`mnf.wht_layer.reference`. ``pointwise_fwd`` / ``pointwise_bwd`` serve
+``WHTPointwise`` (channel transforms), ``spatial_fwd`` / ``spatial_bwd`` serve
+``WHTSpatial`` (one ``Hp × Wp`` 2-D transform per image, same math with ``H_b x`` replaced by
+``H_Hp · pad(x) · H_Wp`` and ``1/b`` by ``1/(Hp·Wp)``). The four functions at the end
+(``pointwise_forward`` ... ``spatial_backward``) are the bridge from torch: CPU tensors in,
+CPU tensors out, what :mod:`mnf.wht_layer.function` calls.
 
 Arrays are ``(batch, channels, pixels)`` (NCHW with ``H·W`` flattened). Each kernel works on tiles
 of ``width`` consecutive pixels of one image (whole rows where they fit, see :func:`tile_width`)
@@ -18,17 +21,21 @@ Hadamard matrix applied to each block of ``b`` channels:
                dx = (H_b (u ⊙ s ⊙ ∂f/∂z))[:cin]
 
 ``f`` is the soft / hard / smooth threshold (``KIND`` codes below; hard uses the soft ``∂f/∂T``
-surrogate documented in ``threshold.py``); with ``keep_dc`` the first coefficient of each block is
-passed through (``f(z) = z``). The backward recomputes ``z`` from ``x`` instead of saving it, so
-the layer keeps nothing for backward but its input. ``1/b`` is a power-of-two shift; the only
-multiplications are the optional scales ``s`` and the smooth threshold's ``tanh`` product.
+surrogate documented in ``mnf/layers/threshold.py``); with ``keep_dc`` the first coefficient of
+each block is passed through (``f(z) = z``). The backward recomputes ``z`` from ``x`` instead of
+saving it, so the layer keeps nothing for backward but its input. ``1/b`` is a power-of-two
+shift; the only multiplications are the optional scales ``s`` and the smooth threshold's
+``tanh`` product.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import torch
 from numba import get_num_threads, njit, prange
+
+from torch import Tensor
 
 from mnf.transforms.cpu import butterfly_cols_, butterfly_unchecked_
 
@@ -130,7 +137,7 @@ def _half_blocks(buf, b, w):
 
 
 @njit(parallel=True, cache=True)
-def forward(x, t, sb, out, b, kind, keep_dc, width, nchunks):
+def pointwise_fwd(x, t, sb, out, b, kind, keep_dc, width, nchunks):
     """``out = (H_b (s ⊙ f(H_b x_pad, t)) / b)[:cout]`` for x ``(N, cin, P)``, out ``(N, cout, P)``.
 
     ``t``: ``(n,)`` natural-order thresholds (``>= 0``); ``sb``: ``(n,)`` scales over ``b``
@@ -174,8 +181,8 @@ def forward(x, t, sb, out, b, kind, keep_dc, width, nchunks):
 
 
 @njit(parallel=True, cache=True)
-def backward(x, g, t, sb, gx, gt, gs, b, kind, keep_dc, width):
-    """Gradients of :func:`forward` given ``g = dL/dout`` ``(N, cout, P)``.
+def pointwise_bwd(x, g, t, sb, gx, gt, gs, b, kind, keep_dc, width):
+    """Gradients of :func:`pointwise_fwd` given ``g = dL/dout`` ``(N, cout, P)``.
 
     Writes ``gx`` ``(N, cin, P)`` and per-chunk partial sums into ``gt``, ``gs`` of shape
     ``(nchunks, n)`` (the caller sums over axis 0): ``gt = Σ v·(s/b)·∂f/∂T`` and ``gs = Σ v·f/b``
@@ -258,7 +265,7 @@ def _load2d(src, m, buf):
 
 
 @njit(parallel=True, cache=True)
-def spatial_forward(x, t, s, out, kind, keep_dc, has_scale, nchunks):
+def spatial_fwd(x, t, s, out, kind, keep_dc, has_scale, nchunks):
     """Per image ``m``: ``out[m] = crop(H (s ⊙ f(H pad(x[m]) H, t)) H / (Hp·Wp))``.
 
     ``x``, ``out``: ``(M, H, W)``; ``t``, ``s``: ``(Hp, Wp)`` natural-order thresholds, scales.
@@ -282,8 +289,8 @@ def spatial_forward(x, t, s, out, kind, keep_dc, has_scale, nchunks):
 
 
 @njit(parallel=True, cache=True)
-def spatial_backward(x, g, t, s, gx, gt, gs, kind, keep_dc, has_scale):
-    """Gradients of :func:`spatial_forward`; partial ``gt``, ``gs`` ``(nchunks, Hp, Wp)``, zeroed."""
+def spatial_bwd(x, g, t, s, gx, gt, gs, kind, keep_dc, has_scale):
+    """Gradients of :func:`spatial_fwd`; partial ``gt``, ``gs`` ``(nchunks, Hp, Wp)``, zeroed."""
     nimg, h, w = x.shape
     hp, wp = t.shape
     nchunks = gt.shape[0]
@@ -310,35 +317,12 @@ def spatial_backward(x, g, t, s, gx, gt, gs, kind, keep_dc, has_scale):
                     gx[m, r, q] = bz[r, q]
 
 
-def fused_spatial_forward(x: np.ndarray, t: np.ndarray, s: np.ndarray | None, kind: str,
-                          keep_dc: bool) -> np.ndarray:
-    """NumPy entry: ``x`` ``(M, H, W)`` float, ``t``/``s`` ``(Hp, Wp)`` -> ``(M, H, W)``."""
-    out = np.empty_like(x)
-    if x.shape[0]:
-        spatial_forward(x, t, t if s is None else s, out, KIND[kind], keep_dc, s is not None,
-                        min(x.shape[0], 4 * get_num_threads()))
-    return out
-
-
-def fused_spatial_backward(x: np.ndarray, g: np.ndarray, t: np.ndarray, s: np.ndarray | None,
-                           kind: str, keep_dc: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NumPy entry: ``(gx (M, H, W), gt (Hp, Wp), gs (Hp, Wp))`` for ``g`` ``(M, H, W)``."""
-    chunks = min(x.shape[0], 4 * get_num_threads())
-    gx = np.empty_like(x)
-    gt = np.zeros((chunks, *t.shape), dtype=x.dtype)
-    gs = np.zeros((chunks, *t.shape), dtype=x.dtype)
-    if chunks:
-        spatial_backward(x, g, t, t if s is None else s, gx, gt, gs, KIND[kind], keep_dc, s is not None)
-    return gx, gt.sum(0), gs.sum(0)
-
-
 def tile_width(n: int, pixels: int, itemsize: int) -> int:
     """Pixels per tile: whole rows of an image where an ``(n, width)`` tile fits in 2 MB.
 
-    Long rows matter more than cache fit: the first and last butterfly stages read the input and
-    write the output, and short row segments strided through memory starve them; every butterfly
-    loop also has a fixed setup cost that long lane loops amortise. Measured on Zen 4 (1 MB L2):
-    full 256-pixel rows beat 16-128 pixel strips kept in L2 by 1.2-3x at n = 256 to 2048.
+    Long rows matter more than cache fit: short row segments strided through memory starve the
+    load and store stages, and long lane loops amortise each butterfly loop's setup
+    (benchmarks/bench_wht_layers.py; book/notes/wht_layers.md).
     """
     width = max(64, (2 << 20) // (n * itemsize) // 16 * 16)
     return int(min(width, pixels))
@@ -349,27 +333,62 @@ def _scales_over_b(t: np.ndarray, s: np.ndarray | None, b: int) -> np.ndarray:
     return np.full_like(t, 1.0 / b) if s is None else (s / t.dtype.type(b)).astype(t.dtype)
 
 
-def fused_forward(x: np.ndarray, t: np.ndarray, s: np.ndarray | None, cout: int, b: int,
-                  kind: str, keep_dc: bool) -> np.ndarray:
-    """NumPy entry: ``x`` ``(N, cin, P)`` C-contiguous float -> ``(N, cout, P)`` (see module doc)."""
-    out = np.empty((x.shape[0], cout, x.shape[2]), dtype=x.dtype)
+def _array(t: Tensor | None) -> np.ndarray | None:
+    """A C-contiguous NumPy view of a CPU tensor (a copy only if it is not contiguous)."""
+    return None if t is None else t.detach().contiguous().numpy()
+
+
+def _chunks(tasks: int) -> int:
+    """Parallel chunks for ``tasks`` independent tiles or images: a few per thread."""
+    return min(tasks, 4 * get_num_threads())
+
+
+def pointwise_forward(x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int, kind: str,
+                      keep_dc: bool) -> Tensor:
+    """``x`` ``(N, cin, P)`` float32/64, ``t``/``s`` ``(n,)`` natural order -> ``(N, cout, P)``."""
+    xa, ta = _array(x), _array(t)
+    out = np.empty((xa.shape[0], cout, xa.shape[2]), dtype=xa.dtype)
     if out.size:
-        width = tile_width(t.shape[0], x.shape[2], x.itemsize)
-        tasks = x.shape[0] * -(-x.shape[2] // width)
-        forward(x, t, _scales_over_b(t, s, b), out, b, KIND[kind], keep_dc, width,
-                min(tasks, 4 * get_num_threads()))
-    return out
+        width = tile_width(ta.shape[0], xa.shape[2], xa.itemsize)
+        pointwise_fwd(xa, ta, _scales_over_b(ta, _array(s), b), out, b, KIND[kind], keep_dc, width,
+                _chunks(xa.shape[0] * -(-xa.shape[2] // width)))
+    return torch.from_numpy(out)
 
 
-def fused_backward(x: np.ndarray, g: np.ndarray, t: np.ndarray, s: np.ndarray | None, b: int,
-                   kind: str, keep_dc: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NumPy entry: ``(gx (N, cin, P), gt (n,), gs (n,))`` for ``g`` ``(N, cout, P)``."""
-    n, (nb, _, p) = t.shape[0], x.shape
-    width = tile_width(n, p, x.itemsize) if p else 1
-    tasks = min(nb * -(-p // width), 4 * get_num_threads())
-    gx = np.empty_like(x)
-    gt = np.zeros((tasks, n), dtype=x.dtype)
-    gs = np.zeros((tasks, n), dtype=x.dtype)
+def pointwise_backward(x: Tensor, g: Tensor, t: Tensor, s: Tensor | None, b: int, kind: str,
+                       keep_dc: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(dx (N, cin, P), dt (n,), ds (n,) or None)`` for ``g = dL/dy`` ``(N, cout, P)``."""
+    xa, ga, ta = _array(x), _array(g), _array(t)
+    n, (nb, _, p) = ta.shape[0], xa.shape
+    width = tile_width(n, p, xa.itemsize) if p else 1
+    tasks = _chunks(nb * -(-p // width))
+    gx = np.empty_like(xa)
+    gt = np.zeros((tasks, n), dtype=xa.dtype)
+    gs = np.zeros((tasks, n), dtype=xa.dtype)
     if tasks:
-        backward(x, g, t, _scales_over_b(t, s, b), gx, gt, gs, b, KIND[kind], keep_dc, width)
-    return gx, gt.sum(0), gs.sum(0)
+        pointwise_bwd(xa, ga, ta, _scales_over_b(ta, _array(s), b), gx, gt, gs, b, KIND[kind], keep_dc, width)
+    return torch.from_numpy(gx), torch.from_numpy(gt.sum(0)), None if s is None else torch.from_numpy(gs.sum(0))
+
+
+def spatial_forward(x: Tensor, t: Tensor, s: Tensor | None, kind: str, keep_dc: bool) -> Tensor:
+    """``x`` ``(M, H, W)`` float32/64, ``t``/``s`` ``(Hp, Wp)`` natural order -> ``(M, H, W)``."""
+    xa, ta, sa = _array(x), _array(t), _array(s)
+    out = np.empty_like(xa)
+    if xa.shape[0]:
+        spatial_fwd(xa, ta, ta if sa is None else sa, out, KIND[kind], keep_dc, sa is not None,
+                       _chunks(xa.shape[0]))
+    return torch.from_numpy(out)
+
+
+def spatial_backward(x: Tensor, g: Tensor, t: Tensor, s: Tensor | None, kind: str,
+                     keep_dc: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(dx (M, H, W), dt (Hp, Wp), ds (Hp, Wp) or None)`` for ``g = dL/dy`` ``(M, H, W)``."""
+    xa, ga, ta, sa = _array(x), _array(g), _array(t), _array(s)
+    chunks = _chunks(xa.shape[0])
+    gx = np.empty_like(xa)
+    gt = np.zeros((chunks, *ta.shape), dtype=xa.dtype)
+    gs = np.zeros((chunks, *ta.shape), dtype=xa.dtype)
+    if chunks:
+        spatial_bwd(xa, ga, ta, ta if sa is None else sa, gx, gt, gs, KIND[kind], keep_dc,
+                                sa is not None)
+    return torch.from_numpy(gx), torch.from_numpy(gt.sum(0)), None if s is None else torch.from_numpy(gs.sum(0))
