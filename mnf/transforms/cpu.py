@@ -333,8 +333,9 @@ fwht_cols_serial = njit(cache=True)(fwht_cols.py_func)
 PARALLEL_MIN_SIZE = 1 << 15  # elements; below this the serial twins are used
 
 
-def transform(x3: np.ndarray, order: str, scale: float) -> np.ndarray:
-    """``out[o, k, i] = scale * (H @ x3[o, :, i])[perm[k]]``: a new C-contiguous ``(outer, n, inner)``.
+def transform(x3: np.ndarray, order: str, scale: float, out3: np.ndarray | None = None) -> np.ndarray:
+    """``out[o, k, i] = scale * (H @ x3[o, :, i])[perm[k]]``: a C-contiguous ``(outer, n, inner)``,
+    new or ``out3`` (C-contiguous, of ``x3``'s shape and dtype) if given.
 
     ``x3`` float32/float64, any strides; ``perm`` from ``order``. The row kernel when ``inner == 1``,
     else the column kernel; their serial twins below ``PARALLEL_MIN_SIZE`` elements. Every ``n``
@@ -342,7 +343,7 @@ def transform(x3: np.ndarray, order: str, scale: float) -> np.ndarray:
     (book/notes/transforms.md).
     """
     rows, n, cols = x3.shape
-    out3 = np.empty(x3.shape, dtype=x3.dtype)
+    out3 = np.empty(x3.shape, dtype=x3.dtype) if out3 is None else out3
     if x3.size == 0:
         return out3
     perm, s = gather_indices(n, order), x3.dtype.type(scale)
@@ -356,5 +357,10 @@ def transform(x3: np.ndarray, order: str, scale: float) -> np.ndarray:
 
 
 def transform_torch(x3: Tensor, order: str, scale: float) -> Tensor:
-    """:func:`transform` for a CPU tensor: tensor in, new tensor out (the NumPy views share memory)."""
-    return torch.from_numpy(transform(x3.detach().resolve_conj().resolve_neg().numpy(), order, scale))
+    """:func:`transform` for a CPU tensor: tensor in, new tensor out (the NumPy views share memory).
+
+    The output comes from torch's allocator, which keeps large blocks for reuse: a fresh NumPy
+    array of that size is new pages every call (benchmarks/bench_fwht.py, fwd+bwd rows)."""
+    out3 = torch.empty(x3.shape, dtype=x3.dtype)
+    transform(x3.detach().resolve_conj().resolve_neg().numpy(), order, scale, out3.numpy())
+    return out3

@@ -351,7 +351,7 @@ def pointwise_forward(x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int,
     if out.size:
         width = tile_width(ta.shape[0], xa.shape[2], xa.itemsize)
         pointwise_fwd(xa, ta, _scales_over_b(ta, _array(s), b), out, b, KIND[kind], keep_dc, width,
-                _chunks(xa.shape[0] * -(-xa.shape[2] // width)))
+                      _chunks(xa.shape[0] * -(-xa.shape[2] // width)))
     return torch.from_numpy(out)
 
 
@@ -376,7 +376,7 @@ def spatial_forward(x: Tensor, t: Tensor, s: Tensor | None, kind: str, keep_dc: 
     out = np.empty_like(xa)
     if xa.shape[0]:
         spatial_fwd(xa, ta, ta if sa is None else sa, out, KIND[kind], keep_dc, sa is not None,
-                       _chunks(xa.shape[0]))
+                    _chunks(xa.shape[0]))
     return torch.from_numpy(out)
 
 
@@ -389,6 +389,5 @@ def spatial_backward(x: Tensor, g: Tensor, t: Tensor, s: Tensor | None, kind: st
     gt = np.zeros((chunks, *ta.shape), dtype=xa.dtype)
     gs = np.zeros((chunks, *ta.shape), dtype=xa.dtype)
     if chunks:
-        spatial_bwd(xa, ga, ta, ta if sa is None else sa, gx, gt, gs, KIND[kind], keep_dc,
-                                sa is not None)
+        spatial_bwd(xa, ga, ta, ta if sa is None else sa, gx, gt, gs, KIND[kind], keep_dc, sa is not None)
     return torch.from_numpy(gx), torch.from_numpy(gt.sum(0)), None if s is None else torch.from_numpy(gs.sum(0))
