@@ -5,7 +5,8 @@ float32 or float64 arrays: ``dst[d0 + c * d_step + r] = src[s0 + r * s_step + c]
 ``r, c < 8``. Eight 8-wide loads, 24 two-register shuffles, eight 8-wide stores; a scalar loop
 moves the same 64 elements one at a time, with a store 4 or 8 bytes wide per element. Used to
 switch between channel-first (NCHW) and channel-last layouts, which the adder kernels of
-:mod:`mnf.adder.cpu` need: a scalar transposing loop took about 10x as long as a plain copy.
+:mod:`mnf.adder.cpu` need: a scalar transposing loop is far slower than a plain copy, and the
+packing runs on every call (``benchmarks/bench_adder.py``; ``book/notes/adder_kernels.md``).
 
 The three shuffle stages are the classic 8x8 transpose network (interleave pairs of rows, then
 pairs of pairs, then the two halves), written as generic ``shufflevector`` masks so LLVM picks the
