@@ -88,7 +88,8 @@ def _mmap_large_buffers() -> None:
     _libc().mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD
 
 
-def _status(key: str) -> int:
+def proc_status_bytes(key: str) -> int:
+    """A memory line of ``/proc/self/status`` (``"VmRSS"``, ``"VmHWM"``, ...) in bytes (Linux)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(key):
@@ -102,9 +103,9 @@ def _peak_bytes(step: Callable[[], None]) -> int:
     _libc().malloc_trim(0)  # hand free heap pages back, so reusing them counts as new memory
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
-    base = _status("VmRSS")
+    base = proc_status_bytes("VmRSS")
     step()
-    return _status("VmHWM") - base
+    return proc_status_bytes("VmHWM") - base
 
 
 def _step(impl: str, n: int, c: int, h: int, o: int, k: int, s: int, p: int, g: int) -> Callable[[], None]:

@@ -11,7 +11,7 @@ to run then.
 - :func:`step_rates` images per second of every variant (quiet, and with ``load=True`` while a
   busy-loop subprocess competes for one core, in the same run);
 - :func:`peak_memory` the resident memory a training step adds, each variant measured in a
-  fresh subprocess (the kernel's high-water mark cannot be reset within a process);
+  fresh subprocess (so no variant's allocator caches or kept scratch count for another);
 - :func:`profile` forward and backward seconds per layer role of one MobileNetV2 variant
   (stem, expansion, depthwise, projection, shortcut, last, classifier, batch norm and
   activations) and the rest of the step (pooling, residual additions, loss, optimizer, the
@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnf.bench.adder import proc_status_bytes
 from mnf.models import build
 from mnf.recipes import CPU_MODEL
 
@@ -51,10 +52,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 
 
-def make_step(variant: str, batch: int = 256, channels_last: bool = True, device: str = "cpu",
-              seed: int = 0) -> Callable[[], float]:
-    """A function running one training step of ``variant`` on a fixed random batch
-    ``(batch, 3, 32, 32)``; it returns the loss (a Python float, which also waits for the step)."""
+def _setup(variant: str, batch: int, channels_last: bool, device: str = "cpu",
+           seed: int = 0) -> tuple[nn.Module, Tensor, Tensor, torch.optim.Optimizer]:
+    """``variant``'s model in training mode, a fixed random batch ``(batch, 3, 32, 32)`` with
+    labels, both channels_last if asked, and an SGD optimizer."""
     name, kwargs = VARIANTS[variant]
     torch.manual_seed(seed)
     model = build(name, **kwargs).to(device).train()
@@ -63,7 +64,14 @@ def make_step(variant: str, batch: int = 256, channels_last: bool = True, device
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return model, x, y, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def make_step(variant: str, batch: int = 256, channels_last: bool = True, device: str = "cpu",
+              seed: int = 0) -> Callable[[], float]:
+    """A function running one training step of ``variant`` on a fixed random batch
+    ``(batch, 3, 32, 32)``; it returns the loss (a Python float, which also waits for the step)."""
+    model, x, y, opt = _setup(variant, batch, channels_last, device, seed)
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
@@ -115,22 +123,13 @@ def step_rates(variants: list[str], batch: int = 256, rounds: int = 5, steps: in
     return rows
 
 
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
 def _peak_child(variant: str, batch: int, channels_last: bool) -> None:
     """In a fresh process: print the resident memory (bytes) one training step adds at its peak."""
     step = make_step(variant, batch, channels_last)
     step()  # the first step allocates the gradients, optimizer state and kept scratch: count them
-    before = _status_kb("VmRSS")
+    before = proc_status_bytes("VmRSS")
     step()
-    print(json.dumps({"variant": variant, "bytes": (_status_kb("VmHWM") - before) * 1024,
-                      "first_bytes": before * 1024}))
+    print(json.dumps({"variant": variant, "bytes": proc_status_bytes("VmHWM") - before, "first_bytes": before}))
 
 
 def peak_memory(variants: list[str], batch: int = 256, channels_last: bool = True) -> dict[str, int]:
@@ -189,19 +188,11 @@ def profile(variant: str, batch: int = 256, steps: int = 5, channels_last: bool 
     from identity autograd functions around each layer (their backward records the time the
     gradient reaches the layer's output and leaves its input), so they are the wall time of the
     layer's backward nodes, including any gradient accumulation the engine does there."""
-    name, kwargs = VARIANTS[variant]
-    if name != "mobilenet_v2":
+    if VARIANTS[variant][0] != "mobilenet_v2":
         raise ValueError(f"profile: variant {variant!r} is not a MobileNetV2 variant; "
                          f"expected one of {[v for v, (n, _) in VARIANTS.items() if n == 'mobilenet_v2']}")
-    torch.manual_seed(0)
-    model = build(name, **kwargs).train()
-    x = torch.randn(batch, 3, 32, 32)
-    y = torch.randint(0, 10, (batch,))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    model, x, y, opt = _setup(variant, batch, channels_last)
     x.requires_grad_(True)  # so that the stem's input probe sees its backward end
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     role_of = roles(model)
     fwd: dict[int, float] = {}
     box: dict[tuple, float] = {}
