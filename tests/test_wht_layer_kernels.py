@@ -14,26 +14,50 @@ def _grads(f, inputs, g):
     return (y, *torch.autograd.grad(y, inputs, g))
 
 
+def _arranged(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """``x`` stored as ``layout``: NCHW, channels last, or a strided view (neither)."""
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":
+        return torch.cat([x, x], dim=3)[..., ::2]
+    return x.contiguous()
+
+
+def _cyclic(x: torch.Tensor, rows: int) -> torch.Tensor:
+    return x if rows <= x.shape[1] else x.repeat(1, -(-rows // x.shape[1]), 1, 1)[:, :rows]
+
+
+LAYOUTS = ["nchw", "channels_last", "strided"]
+
+
 @pytest.mark.parametrize("fused", BACKENDS.values(), ids=BACKENDS.keys())
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kind", ["soft", "hard", "smooth"])
-@pytest.mark.parametrize("cin, cout, b, n, keep_dc, scale", [
-    (6, 5, 8, 8, True, False), (5, 12, 4, 12, False, True), (12, 3, 2, 12, True, True), (4, 4, 1, 4, False, True)])
-def test_pointwise_backends_match_reference(fused, kind, cin, cout, b, n, keep_dc, scale):
-    g0 = torch.Generator().manual_seed(cin * cout)
-    x = 2 * torch.randn(2, cin, 3, 5, generator=g0, dtype=torch.float64)
+@pytest.mark.parametrize("cin, cout, rows, b, n, keep_dc, scale, hw", [
+    (6, 5, 6, 8, 8, True, False, (3, 5)), (5, 12, 5, 4, 12, False, True, (3, 5)),
+    (5, 12, 12, 4, 12, True, True, (1, 1)), (3, 10, 10, 8, 16, True, False, (2, 3)),
+    (12, 3, 12, 2, 12, True, True, (7, 1)), (4, 4, 4, 1, 4, False, True, (3, 5))])
+def test_pointwise_backends_match_reference(fused, layout, kind, cin, cout, rows, b, n, keep_dc, scale, hw):
+    """Every layout (NCHW, channels last, strided), 1×1 and odd maps, the cyclic read of
+    ``expand="repeat"`` (``rows > cin``): values and the gradients of x, t and s."""
+    g0 = torch.Generator().manual_seed(cin * cout + rows)
+    x = 2 * torch.randn(3, cin, *hw, generator=g0, dtype=torch.float64)
     t = 0.2 + torch.rand(n, generator=g0, dtype=torch.float64)
     s = 0.5 + torch.rand(n, generator=g0, dtype=torch.float64)
-    g = torch.randn(2, cout, 3, 5, generator=g0, dtype=torch.float64)
-    inputs = (x, t, s) if scale else (x, t)
+    g = _arranged(torch.randn(3, cout, *hw, generator=g0, dtype=torch.float64), layout)
+    inputs = (_arranged(x, layout), t, s) if scale else (_arranged(x, layout), t)
 
     def kernel(x, t, s=None):
-        return Pointwise.apply(x, t, s, cout, b, kind, keep_dc, fused)
+        return Pointwise.apply(x, t, s, cout, rows, b, kind, keep_dc, fused)
 
     def dense(x, t, s=None):
-        return reference.pointwise(x, t, s, cout, b, kind, keep_dc)
+        return reference.pointwise(_cyclic(x, rows), t, s, cout, b, kind, keep_dc)
 
-    for a, r in zip(_grads(kernel, inputs, g), _grads(dense, inputs, g)):
+    got, want = _grads(kernel, inputs, g), _grads(dense, inputs, g)
+    for a, r in zip(got, want):
         torch.testing.assert_close(a, r)
+    if layout == "channels_last" and hw != (1, 1):  # the kernels keep the layout they are given
+        assert got[0].is_contiguous(memory_format=torch.channels_last) and not got[0].is_contiguous()
 
 
 @pytest.mark.parametrize("fused", BACKENDS.values(), ids=BACKENDS.keys())
@@ -69,6 +93,6 @@ def test_backend_by_device():
 def test_float32_backends_agree():
     x = torch.randn(2, 24, 9, 9)
     t, s = torch.rand(32) * 0.5, torch.rand(32) + 0.5
-    y = [Pointwise.apply(x, t, s, 40 - 8, 8, "soft", True, fused) for fused in (True, False)]
+    y = [Pointwise.apply(x, t, s, 40 - 8, 24, 8, "soft", True, fused) for fused in (True, False)]
     torch.testing.assert_close(y[0], y[1], rtol=1e-5, atol=1e-5)
     assert y[0].dtype == torch.float32

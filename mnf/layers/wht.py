@@ -167,10 +167,13 @@ class WHTPointwise(nn.Module):
         return x
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self._prepare(x)
+        x = _check_input(x, self.in_channels, "WHTPointwise")
+        if self.stride > 1:
+            x = x[:, :, ::self.stride, ::self.stride]
         t = self.thresholds()[self.natural].to(x.dtype)
         s = None if self.scale is None else self.scale[self.natural].to(x.dtype)
-        return Pointwise.apply(x, t, s, self.out_channels, self.block_size, self.kind, self.keep_dc,
+        rows = self.out_channels if self.expand == "repeat" and self.out_channels > self.in_channels else self.in_channels
+        return Pointwise.apply(x, t, s, self.out_channels, rows, self.block_size, self.kind, self.keep_dc,
                                self.fused)
 
     def coefficients(self, x: Tensor) -> Tensor:

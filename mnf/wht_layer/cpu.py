@@ -61,19 +61,21 @@ def _coeff(z, tk, kind, passthrough):
 
 @njit(inline="always", cache=True)
 def _load_stage(src, o, i0, w, rows, buf, b):
-    """``buf[:, :w] <-`` the stage ``h = b/2`` butterflies of ``src[o, :, i0:i0+w]`` zero-padded.
+    """``buf[:, :w] <-`` the stage ``h = b/2`` butterflies of the first ``rows`` channels of
+    ``src[o, :, i0:i0+w]`` read cyclically (row ``j`` is ``src[o, j % C]``), zero-padded to ``n``.
 
-    Only ``src[o, :rows]`` is read; the padding rows are known zeros, so a pair with a zero partner
-    is a copy and a pair of zeros is zero: the padded input is never materialised. The remaining
-    stages (``h < b/2``) act on each half-block independently (Hadamard stages commute).
+    ``rows <= C`` reads the input as it is; ``rows > C`` is ``expand="repeat"`` without the repeated
+    copy. The padding rows are known zeros, so a pair with a zero partner is a copy and a pair of
+    zeros is zero: the padded input is never materialised. The remaining stages (``h < b/2``) act
+    on each half-block independently (Hadamard stages commute).
     """
-    n = buf.shape[0]
+    n, period = buf.shape[0], src.shape[1]
     h = b // 2
     if h == 0:  # b == 1: the transform is the identity
         for j in range(n):
             rj = buf[j]
             if j < rows:
-                sj = src[o, j, i0:i0 + w]
+                sj = src[o, j % period, i0:i0 + w]
                 for i in range(w):
                     rj[i] = sj[i]
             else:
@@ -83,13 +85,13 @@ def _load_stage(src, o, i0, w, rows, buf, b):
         for j in range(lo, lo + h):
             ra, rb = buf[j], buf[j + h]
             if j + h < rows:
-                sa, sb = src[o, j, i0:i0 + w], src[o, j + h, i0:i0 + w]
+                sa, sb = src[o, j % period, i0:i0 + w], src[o, (j + h) % period, i0:i0 + w]
                 for i in range(w):
                     a, c = sa[i], sb[i]
                     ra[i] = a + c
                     rb[i] = a - c
             elif j < rows:
-                sa = src[o, j, i0:i0 + w]
+                sa = src[o, j % period, i0:i0 + w]
                 for i in range(w):
                     a = sa[i]
                     ra[i] = a
@@ -129,6 +131,33 @@ def _store_stage(buf, dst, o, i0, w, b):
 
 
 @njit(inline="always", cache=True)
+def _store_folded(buf, dst, o, i0, w, rows, b):
+    """``dst[o, c, i0:i0+w] <- Σ_r row c + r·C`` of the stage ``h = b/2`` of ``buf``, rows ``< rows``.
+
+    The gradient of a cyclic read (:func:`_load_stage` with ``rows > C = dst.shape[1]``): every
+    input channel collects the gradients of all its copies.
+    """
+    n, period = buf.shape[0], dst.shape[1]
+    h = b // 2
+    if h > 0:
+        for lo in range(0, n, b):
+            for j in range(lo, lo + h):
+                ra, rb = buf[j], buf[j + h]
+                for i in range(w):
+                    a, c = ra[i], rb[i]
+                    ra[i] = a + c
+                    rb[i] = a - c
+    for j in range(period, rows):
+        rj, rc = buf[j], buf[j % period]
+        for i in range(w):
+            rc[i] += rj[i]
+    for j in range(period):
+        rj, dj = buf[j], dst[o, j, i0:i0 + w]
+        for i in range(w):
+            dj[i] = rj[i]
+
+
+@njit(inline="always", cache=True)
 def _half_blocks(buf, b, w):
     """Stages ``h < b/2`` of every block: ``H_{b/2}`` on each half-block of ``buf[:, :w]``."""
     if b >= 4:
@@ -137,15 +166,19 @@ def _half_blocks(buf, b, w):
 
 
 @njit(parallel=True, cache=True)
-def pointwise_fwd(x, t, sb, out, b, kind, keep_dc, width, nchunks):
+def pointwise_fwd(x, t, sb, out, rows, b, kind, keep_dc, width, nchunks):
     """``out = (H_b (s ⊙ f(H_b x_pad, t)) / b)[:cout]`` for x ``(N, cin, P)``, out ``(N, cout, P)``.
+
+    ``x_pad``: the first ``rows`` channels of ``x`` read cyclically (``rows = cin``, or ``cout``
+    for ``expand="repeat"``), zero-padded to ``n``. ``x`` and ``out`` may have any strides: NCHW
+    arrays ``(N, C, H·W)``, or a channels-last batch as the transposed view ``(1, C, N·H·W)``.
 
     ``t``: ``(n,)`` natural-order thresholds (``>= 0``); ``sb``: ``(n,)`` scales over ``b``
     (``s / b``, folding the inverse's power-of-two ``1/b`` into the threshold pass); ``n`` a
     multiple of the block size ``b`` (a power of two), ``n >= max(cin, cout)``. The
     ``N · ceil(P / width)`` tiles of ``(n, width)`` are split into ``nchunks`` parallel chunks.
     """
-    nb, cin, p = x.shape
+    nb, p = x.shape[0], x.shape[2]
     n = t.shape[0]
     ntiles = (p + width - 1) // width
     tasks = nb * ntiles
@@ -156,7 +189,7 @@ def pointwise_fwd(x, t, sb, out, b, kind, keep_dc, width, nchunks):
             o = task // ntiles
             i0 = (task % ntiles) * width
             w = min(width, p - i0)
-            _load_stage(x, o, i0, w, cin, buf, b)
+            _load_stage(x, o, i0, w, rows, buf, b)
             _half_blocks(buf, b, w)
             for k in range(n):
                 row = buf[k, :w]
@@ -181,7 +214,7 @@ def pointwise_fwd(x, t, sb, out, b, kind, keep_dc, width, nchunks):
 
 
 @njit(parallel=True, cache=True)
-def pointwise_bwd(x, g, t, sb, gx, gt, gs, b, kind, keep_dc, width):
+def pointwise_bwd(x, g, t, sb, gx, gt, gs, rows, b, kind, keep_dc, width):
     """Gradients of :func:`pointwise_fwd` given ``g = dL/dout`` ``(N, cout, P)``.
 
     Writes ``gx`` ``(N, cin, P)`` and per-chunk partial sums into ``gt``, ``gs`` of shape
@@ -191,6 +224,7 @@ def pointwise_bwd(x, g, t, sb, gx, gt, gs, b, kind, keep_dc, width):
     """
     nb, cin, p = x.shape
     cout = g.shape[1]
+    fold = rows > cin  # a cyclic read: each input channel sums the gradients of its copies
     n = t.shape[0]
     nchunks = gt.shape[0]
     ntiles = (p + width - 1) // width
@@ -209,7 +243,7 @@ def pointwise_bwd(x, g, t, sb, gx, gt, gs, b, kind, keep_dc, width):
             o = task // ntiles
             i0 = (task % ntiles) * width
             w = min(width, p - i0)
-            _load_stage(x, o, i0, w, cin, bz, b)
+            _load_stage(x, o, i0, w, rows, bz, b)
             _load_stage(g, o, i0, w, cout, bv, b)
             _half_blocks(bz, b, w)
             _half_blocks(bv, b, w)
@@ -241,7 +275,10 @@ def pointwise_bwd(x, g, t, sb, gx, gt, gs, b, kind, keep_dc, width):
                         ast[i] += v * (z - shrink if pos else (z + shrink if neg else zero))
                         rz[i] = v * sk if (pos or neg) else zero
             _half_blocks(bz, b, w)
-            _store_stage(bz, gx, o, i0, w, b)
+            if fold:
+                _store_folded(bz, gx, o, i0, w, rows, b)
+            else:
+                _store_stage(bz, gx, o, i0, w, b)
         for k in range(n):
             gt[c, k] = acc_t[k].sum() * sb[k]
             gs[c, k] = acc_s[k].sum() * inv_b
@@ -338,36 +375,71 @@ def _array(t: Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().contiguous().numpy()
 
 
+def _rows_array(x: Tensor) -> np.ndarray:
+    """A NumPy view of a ``(N, C, P)`` tensor whose pixels (NCHW) or channels (a channels-last
+    batch viewed as ``(1, C, N·H·W)``) are contiguous; anything else is copied to NCHW."""
+    x = x.detach()
+    return (x if x.stride(2) == 1 or x.stride(1) == 1 else x.contiguous()).numpy()
+
+
+def _empty_like_rows(x: np.ndarray, channels: int) -> tuple[Tensor, np.ndarray]:
+    """A new ``(N, channels, P)`` tensor (and its NumPy view) arranged as ``x``: pixels
+    contiguous, or channels contiguous if ``x``'s are (the channels-last view)."""
+    nb, _, p = x.shape
+    dtype = torch.from_numpy(x[:0, :0, :0]).dtype
+    if x.strides[2] == x.itemsize or x.shape[1] == 1:
+        out = torch.empty((nb, channels, p), dtype=dtype)
+    else:
+        out = torch.empty((nb, p, channels), dtype=dtype).transpose(1, 2)
+    return out, out.numpy()
+
+
 def _chunks(tasks: int) -> int:
     """Parallel chunks for ``tasks`` independent tiles or images: a few per thread."""
     return min(tasks, 4 * get_num_threads())
 
 
-def pointwise_forward(x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int, kind: str,
+def _width(n: int, x: np.ndarray) -> int:
+    """Tile width: :func:`tile_width` over contiguous pixels; 64 over the pixels of a channels-last
+    view, whose tiles are gathered with stride ``C`` (a tile of 64 pixels stays in L2)."""
+    p = x.shape[2]
+    if x.strides[2] == x.itemsize or x.shape[1] == 1:
+        return tile_width(n, p, x.itemsize) if p else 1
+    return max(1, min(64, p))
+
+
+def pointwise_forward(x: Tensor, t: Tensor, s: Tensor | None, cout: int, rows: int, b: int, kind: str,
                       keep_dc: bool) -> Tensor:
-    """``x`` ``(N, cin, P)`` float32/64, ``t``/``s`` ``(n,)`` natural order -> ``(N, cout, P)``."""
-    xa, ta = _array(x), _array(t)
-    out = np.empty((xa.shape[0], cout, xa.shape[2]), dtype=xa.dtype)
-    if out.size:
-        width = tile_width(ta.shape[0], xa.shape[2], xa.itemsize)
-        pointwise_fwd(xa, ta, _scales_over_b(ta, _array(s), b), out, b, KIND[kind], keep_dc, width,
+    """``x`` ``(N, cin, P)`` float32/64, ``t``/``s`` ``(n,)`` natural order -> ``(N, cout, P)``.
+
+    ``rows``: channels read cyclically from ``x`` (``cin``, or ``cout`` for ``expand="repeat"``).
+    ``x`` is NCHW-like (pixels contiguous) or a channels-last view ``(1, cin, N·H·W)`` (channels
+    contiguous); the output is arranged the same way.
+    """
+    xa, ta = _rows_array(x), _array(t)
+    out, oa = _empty_like_rows(xa, cout)
+    if oa.size:
+        width = _width(ta.shape[0], xa)
+        pointwise_fwd(xa, ta, _scales_over_b(ta, _array(s), b), oa, rows, b, KIND[kind], keep_dc, width,
                       _chunks(xa.shape[0] * -(-xa.shape[2] // width)))
-    return torch.from_numpy(out)
+    return out
 
 
-def pointwise_backward(x: Tensor, g: Tensor, t: Tensor, s: Tensor | None, b: int, kind: str,
+def pointwise_backward(x: Tensor, g: Tensor, t: Tensor, s: Tensor | None, rows: int, b: int, kind: str,
                        keep_dc: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """``(dx (N, cin, P), dt (n,), ds (n,) or None)`` for ``g = dL/dy`` ``(N, cout, P)``."""
-    xa, ga, ta = _array(x), _array(g), _array(t)
-    n, (nb, _, p) = ta.shape[0], xa.shape
-    width = tile_width(n, p, xa.itemsize) if p else 1
+    """``(dx (N, cin, P), dt (n,), ds (n,) or None)`` for ``g = dL/dy`` ``(N, cout, P)``, both
+    arranged as in :func:`pointwise_forward` (``dx`` like ``x``)."""
+    xa, ga, ta = _rows_array(x), _rows_array(g), _array(t)
+    n, (nb, cin, p) = ta.shape[0], xa.shape
+    width = _width(n, xa)
     tasks = _chunks(nb * -(-p // width))
-    gx = np.empty_like(xa)
+    gx, gxa = _empty_like_rows(xa, cin)
     gt = np.zeros((tasks, n), dtype=xa.dtype)
     gs = np.zeros((tasks, n), dtype=xa.dtype)
     if tasks:
-        pointwise_bwd(xa, ga, ta, _scales_over_b(ta, _array(s), b), gx, gt, gs, b, KIND[kind], keep_dc, width)
-    return torch.from_numpy(gx), torch.from_numpy(gt.sum(0)), None if s is None else torch.from_numpy(gs.sum(0))
+        pointwise_bwd(xa, ga, ta, _scales_over_b(ta, _array(s), b), gxa, gt, gs, rows, b, KIND[kind], keep_dc,
+                      width)
+    return gx, torch.from_numpy(gt.sum(0)), None if s is None else torch.from_numpy(gs.sum(0))
 
 
 def spatial_forward(x: Tensor, t: Tensor, s: Tensor | None, kind: str, keep_dc: bool) -> Tensor:

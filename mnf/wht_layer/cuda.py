@@ -60,10 +60,28 @@ def _dc_spatial(shape: torch.Size, keep_dc: bool, like: Tensor) -> Tensor | None
     return dc
 
 
-def pointwise_forward(x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int, kind: str,
+def _cyclic(x: Tensor, rows: int) -> Tensor:
+    """The first ``rows`` channels of ``x`` ``(N, C, P)`` read cyclically (``x`` itself if ``rows <= C``)."""
+    c = x.shape[1]
+    return x if rows <= c else x.repeat(1, -(-rows // c), 1)[:, :rows]
+
+
+def _folded(dx: Tensor, c: int) -> Tensor:
+    """The gradient of :func:`_cyclic` to ``C = c`` channels: each channel sums its copies' rows."""
+    rows = dx.shape[1]
+    if rows <= c:
+        return dx
+    return F.pad(dx, (0, 0, 0, -rows % c)).view(dx.shape[0], -1, c, dx.shape[2]).sum(1)
+
+
+def pointwise_forward(x: Tensor, t: Tensor, s: Tensor | None, cout: int, rows: int, b: int, kind: str,
                       keep_dc: bool) -> Tensor:
-    """``x`` ``(N, cin, P)`` float32/64, ``t``/``s`` ``(n,)`` natural order -> ``(N, cout, P)``."""
+    """``x`` ``(N, cin, P)`` float32/64, ``t``/``s`` ``(n,)`` natural order -> ``(N, cout, P)``.
+
+    ``rows``: channels read cyclically from ``x`` (``cin``, or ``cout`` for ``expand="repeat"``).
+    """
     n = t.shape[0]
+    x = _cyclic(x, rows)
     z = block_fwht(F.pad(x, (0, 0, 0, n - x.shape[1])), b, dim=1)
     y, _, _ = _threshold(z, t.view(n, 1), kind, _dc_pointwise(n, b, keep_dc, x), grad=False)
     if s is not None:
@@ -71,16 +89,18 @@ def pointwise_forward(x: Tensor, t: Tensor, s: Tensor | None, cout: int, b: int,
     return block_ifwht(y, b, dim=1)[:, :cout]
 
 
-def pointwise_backward(x: Tensor, g: Tensor, t: Tensor, s: Tensor | None, b: int, kind: str,
+def pointwise_backward(x: Tensor, g: Tensor, t: Tensor, s: Tensor | None, rows: int, b: int, kind: str,
                        keep_dc: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     """``(dx (N, cin, P), dt (n,), ds (n,) or None)`` for ``g = dL/dy`` ``(N, cout, P)``."""
+    c = x.shape[1]
+    x = _cyclic(x, rows)
     n, cin = t.shape[0], x.shape[1]
     z = block_fwht(F.pad(x, (0, 0, 0, n - cin)), b, dim=1)
     u = block_ifwht(F.pad(g, (0, 0, 0, n - g.shape[1])), b, dim=1)   # H g / b: H is symmetric
     f, dfz, dft = _threshold(z, t.view(n, 1), kind, _dc_pointwise(n, b, keep_dc, x), grad=True)
     us = u if s is None else u * s.view(n, 1)
     gs = None if s is None else (u * f).sum(dim=(0, 2))
-    return block_fwht(us * dfz, b, dim=1)[:, :cin], (us * dft).sum(dim=(0, 2)), gs
+    return _folded(block_fwht(us * dfz, b, dim=1)[:, :cin], c), (us * dft).sum(dim=(0, 2)), gs
 
 
 def spatial_forward(x: Tensor, t: Tensor, s: Tensor | None, kind: str, keep_dc: bool) -> Tensor:
