@@ -37,6 +37,7 @@ from numba import get_num_threads, njit, prange
 
 from torch import Tensor
 
+from mnf.simd import transpose8
 from mnf.transforms.cpu import butterfly_cols_, butterfly_unchecked_
 
 KIND = {"soft": 0, "hard": 1, "smooth": 2}
@@ -165,13 +166,71 @@ def _half_blocks(buf, b, w):
             butterfly_cols_(buf, lo, b // 2, w)
 
 
+@njit(inline="always", cache=True)
+def _threshold_fwd(buf, w, t, sb, b, kind, keep_dc, zero):
+    """``buf[k, :w] <- s_k / b · f(buf[k, :w], t_k)`` for every coefficient row ``k``."""
+    n = buf.shape[0]
+    for k in range(n):
+        row = buf[k, :w]
+        tk, sk = t[k], sb[k]
+        if keep_dc and k % b == 0:
+            for i in range(w):
+                row[i] *= sk
+        elif kind == 0:
+            for i in range(w):
+                z = row[i]
+                row[i] = (z - tk if z > tk else (z + tk if z < -tk else zero)) * sk
+        elif kind == 1:
+            for i in range(w):
+                z = row[i]
+                row[i] = z * sk if abs(z) > tk else zero
+        else:
+            for i in range(w):
+                z = row[i]
+                row[i] = math.tanh(z) * max(abs(z) - tk, zero) * sk
+
+
+@njit(inline="always", cache=True)
+def _threshold_bwd(bz, bv, acc_t, acc_s, w, t, sb, b, kind, keep_dc, zero, one):
+    """From coefficients ``bz`` and ``bv = H g`` (rows ``k``, ``w`` lanes): accumulate ``v·∂f/∂T``
+    into ``acc_t`` and ``v·f`` into ``acc_s``, and leave ``v · s/b · ∂f/∂z`` in ``bz``."""
+    n = bz.shape[0]
+    for k in range(n):
+        rz, rv = bz[k, :w], bv[k, :w]
+        at, ast = acc_t[k, :w], acc_s[k, :w]
+        tk, sk = t[k], sb[k]
+        if keep_dc and k % b == 0:  # f(z) = z
+            for i in range(w):
+                v = rv[i]
+                ast[i] += v * rz[i]
+                rz[i] = v * sk
+        elif kind == 2:
+            for i in range(w):
+                z, v = rz[i], rv[i]
+                th = math.tanh(z)
+                r = abs(z) - tk
+                on = r > 0
+                at[i] -= v * th if on else zero
+                ast[i] += v * th * r if on else zero
+                rz[i] = v * sk * ((one - th * th) * r + abs(th)) if on else zero
+        else:  # soft / hard: ∂f/∂z = 1 and ∂f/∂T = -sign(z) outside [-T, T]
+            shrink = tk if kind == 0 else zero
+            for i in range(w):
+                z, v = rz[i], rv[i]
+                pos = z > tk
+                neg = z < -tk
+                at[i] -= v if pos else (-v if neg else zero)
+                ast[i] += v * (z - shrink if pos else (z + shrink if neg else zero))
+                rz[i] = v * sk if (pos or neg) else zero
+
+
 @njit(parallel=True, cache=True)
 def pointwise_fwd(x, t, sb, out, rows, b, kind, keep_dc, width, nchunks):
     """``out = (H_b (s ⊙ f(H_b x_pad, t)) / b)[:cout]`` for x ``(N, cin, P)``, out ``(N, cout, P)``.
 
     ``x_pad``: the first ``rows`` channels of ``x`` read cyclically (``rows = cin``, or ``cout``
-    for ``expand="repeat"``), zero-padded to ``n``. ``x`` and ``out`` may have any strides: NCHW
-    arrays ``(N, C, H·W)``, or a channels-last batch as the transposed view ``(1, C, N·H·W)``.
+    for ``expand="repeat"``), zero-padded to ``n``. Pixels contiguous (NCHW ``(N, C, H·W)``);
+    :func:`pointwise_fwd_cl` takes channels-last pixels.
 
     ``t``: ``(n,)`` natural-order thresholds (``>= 0``); ``sb``: ``(n,)`` scales over ``b``
     (``s / b``, folding the inverse's power-of-two ``1/b`` into the threshold pass); ``n`` a
@@ -191,24 +250,7 @@ def pointwise_fwd(x, t, sb, out, rows, b, kind, keep_dc, width, nchunks):
             w = min(width, p - i0)
             _load_stage(x, o, i0, w, rows, buf, b)
             _half_blocks(buf, b, w)
-            for k in range(n):
-                row = buf[k, :w]
-                tk, sk = t[k], sb[k]
-                if keep_dc and k % b == 0:
-                    for i in range(w):
-                        row[i] *= sk
-                elif kind == 0:
-                    for i in range(w):
-                        z = row[i]
-                        row[i] = (z - tk if z > tk else (z + tk if z < -tk else zero)) * sk
-                elif kind == 1:
-                    for i in range(w):
-                        z = row[i]
-                        row[i] = z * sk if abs(z) > tk else zero
-                else:
-                    for i in range(w):
-                        z = row[i]
-                        row[i] = math.tanh(z) * max(abs(z) - tk, zero) * sk
+            _threshold_fwd(buf, w, t, sb, b, kind, keep_dc, zero)
             _half_blocks(buf, b, w)
             _store_stage(buf, out, o, i0, w, b)
 
@@ -247,38 +289,119 @@ def pointwise_bwd(x, g, t, sb, gx, gt, gs, rows, b, kind, keep_dc, width):
             _load_stage(g, o, i0, w, cout, bv, b)
             _half_blocks(bz, b, w)
             _half_blocks(bv, b, w)
-            for k in range(n):
-                rz, rv = bz[k, :w], bv[k, :w]
-                at, ast = acc_t[k, :w], acc_s[k, :w]
-                tk, sk = t[k], sb[k]
-                if keep_dc and k % b == 0:  # f(z) = z
-                    for i in range(w):
-                        v = rv[i]
-                        ast[i] += v * rz[i]
-                        rz[i] = v * sk
-                elif kind == 2:
-                    for i in range(w):
-                        z, v = rz[i], rv[i]
-                        th = math.tanh(z)
-                        r = abs(z) - tk
-                        on = r > 0
-                        at[i] -= v * th if on else zero
-                        ast[i] += v * th * r if on else zero
-                        rz[i] = v * sk * ((one - th * th) * r + abs(th)) if on else zero
-                else:  # soft / hard: ∂f/∂z = 1 and ∂f/∂T = -sign(z) outside [-T, T]
-                    shrink = tk if kind == 0 else zero
-                    for i in range(w):
-                        z, v = rz[i], rv[i]
-                        pos = z > tk
-                        neg = z < -tk
-                        at[i] -= v if pos else (-v if neg else zero)
-                        ast[i] += v * (z - shrink if pos else (z + shrink if neg else zero))
-                        rz[i] = v * sk if (pos or neg) else zero
+            _threshold_bwd(bz, bv, acc_t, acc_s, w, t, sb, b, kind, keep_dc, zero, one)
             _half_blocks(bz, b, w)
             if fold:
                 _store_folded(bz, gx, o, i0, w, rows, b)
             else:
                 _store_stage(bz, gx, o, i0, w, b)
+        for k in range(n):
+            gt[c, k] = acc_t[k].sum() * sb[k]
+            gs[c, k] = acc_s[k].sum() * inv_b
+
+
+@njit(inline="always", cache=True)
+def _to_lanes(src, i0, w, tile):
+    """``tile[0, j, i] = src[i0 + i, j]``: ``w`` channels-last pixels of ``src`` ``(M, C)`` as lanes.
+
+    8x8 blocks go through :func:`mnf.simd.transpose8` (a scalar transposing loop would cost
+    more than the butterflies); the leftover rows and columns one element at a time.
+    """
+    c, width = src.shape[1], tile.shape[2]
+    sf, tf = src.reshape(-1), tile.reshape(-1)
+    c8, w8 = c - c % 8, w - w % 8
+    for j0 in range(0, c8, 8):
+        for q in range(0, w8, 8):
+            transpose8(sf, (i0 + q) * c + j0, c, tf, j0 * width + q, width)
+    for i in range(w8, w):
+        for j in range(c):
+            tf[j * width + i] = sf[(i0 + i) * c + j]
+    for i in range(w8):
+        for j in range(c8, c):
+            tf[j * width + i] = sf[(i0 + i) * c + j]
+
+
+@njit(inline="always", cache=True)
+def _from_lanes(tile, w, dst, i0):
+    """``dst[i0 + i, j] = tile[0, j, i]``: the inverse of :func:`_to_lanes` (``dst`` ``(M, C)``)."""
+    c, width = dst.shape[1], tile.shape[2]
+    df, tf = dst.reshape(-1), tile.reshape(-1)
+    c8, w8 = c - c % 8, w - w % 8
+    for j0 in range(0, c8, 8):
+        for q in range(0, w8, 8):
+            transpose8(tf, j0 * width + q, width, df, (i0 + q) * c + j0, c)
+    for i in range(w8, w):
+        for j in range(c):
+            df[(i0 + i) * c + j] = tf[j * width + i]
+    for i in range(w8):
+        for j in range(c8, c):
+            df[(i0 + i) * c + j] = tf[j * width + i]
+
+
+@njit(parallel=True, cache=True)
+def pointwise_fwd_cl(x, t, sb, out, rows, b, kind, keep_dc, width, nchunks):
+    """:func:`pointwise_fwd` for channels-last pixels: x ``(M, cin)``, out ``(M, cout)``, C-contiguous.
+
+    Each tile of ``width`` pixels is transposed into lanes (one 8x8 block at a time), computed as
+    in :func:`pointwise_fwd`, and transposed back, so every loop still runs over pixels.
+    """
+    m, cin = x.shape
+    n = t.shape[0]
+    tasks = (m + width - 1) // width
+    for c in prange(nchunks):
+        buf = np.empty((n, width), dtype=out.dtype)
+        xt = np.empty((1, cin, width), dtype=out.dtype)
+        ot = np.empty((1, out.shape[1], width), dtype=out.dtype)
+        zero = sb[0] * 0
+        for task in range(c * tasks // nchunks, (c + 1) * tasks // nchunks):
+            i0 = task * width
+            w = min(width, m - i0)
+            _to_lanes(x, i0, w, xt)
+            _load_stage(xt, 0, 0, w, rows, buf, b)
+            _half_blocks(buf, b, w)
+            _threshold_fwd(buf, w, t, sb, b, kind, keep_dc, zero)
+            _half_blocks(buf, b, w)
+            _store_stage(buf, ot, 0, 0, w, b)
+            _from_lanes(ot, w, out, i0)
+
+
+@njit(parallel=True, cache=True)
+def pointwise_bwd_cl(x, g, t, sb, gx, gt, gs, rows, b, kind, keep_dc, width):
+    """:func:`pointwise_bwd` for channels-last pixels: x, gx ``(M, cin)``, g ``(M, cout)``."""
+    m, cin = x.shape
+    cout = g.shape[1]
+    fold = rows > cin
+    n = t.shape[0]
+    nchunks = gt.shape[0]
+    tasks = (m + width - 1) // width
+    consts = np.empty(2, dtype=gx.dtype)
+    consts[0] = 1.0 / b
+    consts[1] = 1.0
+    inv_b, one = consts[0], consts[1]
+    for c in prange(nchunks):
+        bz = np.empty((n, width), dtype=gx.dtype)
+        bv = np.empty((n, width), dtype=gx.dtype)
+        xt = np.empty((1, cin, width), dtype=gx.dtype)
+        gt_ = np.empty((1, cout, width), dtype=gx.dtype)
+        acc_t = np.zeros((n, width), dtype=gx.dtype)
+        acc_s = np.zeros((n, width), dtype=gx.dtype)
+        zero = acc_t[0, 0]
+        for task in range(c * tasks // nchunks, (c + 1) * tasks // nchunks):
+            i0 = task * width
+            w = min(width, m - i0)
+            _to_lanes(x, i0, w, xt)
+            _to_lanes(g, i0, w, gt_)
+            _load_stage(xt, 0, 0, w, rows, bz, b)
+            _load_stage(gt_, 0, 0, w, cout, bv, b)
+            _half_blocks(bz, b, w)
+            _half_blocks(bv, b, w)
+            _threshold_bwd(bz, bv, acc_t, acc_s, w, t, sb, b, kind, keep_dc, zero, one)
+            _half_blocks(bz, b, w)
+            if fold:
+                _store_folded(bz, xt, 0, 0, w, rows, b)
+            else:
+                _store_stage(bz, xt, 0, 0, w, b)
+            _from_lanes(xt, w, gx, i0)
         for k in range(n):
             gt[c, k] = acc_t[k].sum() * sb[k]
             gs[c, k] = acc_s[k].sum() * inv_b
@@ -376,21 +499,23 @@ def _array(t: Tensor | None) -> np.ndarray | None:
 
 
 def _rows_array(x: Tensor) -> np.ndarray:
-    """A NumPy view of a ``(N, C, P)`` tensor whose pixels (NCHW) or channels (a channels-last
-    batch viewed as ``(1, C, N·H·W)``) are contiguous; anything else is copied to NCHW."""
+    """The kernels' NumPy view of a ``(N, C, P)`` tensor: ``(N, C, P)`` with contiguous pixels
+    (NCHW), or ``(N·P, C)`` C-contiguous for a channels-last batch viewed as ``(1, C, N·H·W)``
+    (channels contiguous); anything else is copied to NCHW."""
     x = x.detach()
-    return (x if x.stride(2) == 1 or x.stride(1) == 1 else x.contiguous()).numpy()
+    if x.shape[0] == 1 and x.stride(1) == 1 and x.stride(2) == x.shape[1] and x.shape[1] > 1:
+        return x[0].T.numpy()
+    return (x if x.stride(2) == 1 else x.contiguous()).numpy()
 
 
-def _empty_like_rows(x: np.ndarray, channels: int) -> tuple[Tensor, np.ndarray]:
-    """A new ``(N, channels, P)`` tensor (and its NumPy view) arranged as ``x``: pixels
-    contiguous, or channels contiguous if ``x``'s are (the channels-last view)."""
-    nb, _, p = x.shape
-    dtype = torch.from_numpy(x[:0, :0, :0]).dtype
-    if x.strides[2] == x.itemsize or x.shape[1] == 1:
-        out = torch.empty((nb, channels, p), dtype=dtype)
-    else:
-        out = torch.empty((nb, p, channels), dtype=dtype).transpose(1, 2)
+def _empty_rows(x: np.ndarray, channels: int) -> tuple[Tensor, np.ndarray]:
+    """A new tensor with ``channels`` channels in the kernels' arrangement of ``x`` (see
+    :func:`_rows_array`): the ``(N, channels, P)`` tensor for torch and the array for the kernels."""
+    dtype = torch.from_numpy(x[:0]).dtype
+    if x.ndim == 2:
+        out = torch.empty((x.shape[0], channels), dtype=dtype)
+        return out.T.unsqueeze(0), out.numpy()
+    out = torch.empty((x.shape[0], channels, x.shape[2]), dtype=dtype)
     return out, out.numpy()
 
 
@@ -399,13 +524,15 @@ def _chunks(tasks: int) -> int:
     return min(tasks, 4 * get_num_threads())
 
 
-def _width(n: int, x: np.ndarray) -> int:
-    """Tile width: :func:`tile_width` over contiguous pixels; 64 over the pixels of a channels-last
-    view, whose tiles are gathered with stride ``C`` (a tile of 64 pixels stays in L2)."""
+def _tiles(n: int, x: np.ndarray) -> tuple[int, int]:
+    """``(width, tiles)``: :func:`tile_width` for NCHW rows; for channels-last pixels 128 lanes
+    (the pixels' 8x8 transposes stay in L1/L2 at that width; benchmarks/bench_wht_layers.py)."""
+    if x.ndim == 2:
+        width = max(1, min(128, x.shape[0]))
+        return width, -(-x.shape[0] // width)
     p = x.shape[2]
-    if x.strides[2] == x.itemsize or x.shape[1] == 1:
-        return tile_width(n, p, x.itemsize) if p else 1
-    return max(1, min(64, p))
+    width = tile_width(n, p, x.itemsize) if p else 1
+    return width, x.shape[0] * -(-p // width)
 
 
 def pointwise_forward(x: Tensor, t: Tensor, s: Tensor | None, cout: int, rows: int, b: int, kind: str,
@@ -417,11 +544,11 @@ def pointwise_forward(x: Tensor, t: Tensor, s: Tensor | None, cout: int, rows: i
     contiguous); the output is arranged the same way.
     """
     xa, ta = _rows_array(x), _array(t)
-    out, oa = _empty_like_rows(xa, cout)
+    out, oa = _empty_rows(xa, cout)
     if oa.size:
-        width = _width(ta.shape[0], xa)
-        pointwise_fwd(xa, ta, _scales_over_b(ta, _array(s), b), oa, rows, b, KIND[kind], keep_dc, width,
-                      _chunks(xa.shape[0] * -(-xa.shape[2] // width)))
+        width, tiles = _tiles(ta.shape[0], xa)
+        kernel = pointwise_fwd_cl if xa.ndim == 2 else pointwise_fwd
+        kernel(xa, ta, _scales_over_b(ta, _array(s), b), oa, rows, b, KIND[kind], keep_dc, width, _chunks(tiles))
     return out
 
 
@@ -429,16 +556,19 @@ def pointwise_backward(x: Tensor, g: Tensor, t: Tensor, s: Tensor | None, rows: 
                        keep_dc: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     """``(dx (N, cin, P), dt (n,), ds (n,) or None)`` for ``g = dL/dy`` ``(N, cout, P)``, both
     arranged as in :func:`pointwise_forward` (``dx`` like ``x``)."""
-    xa, ga, ta = _rows_array(x), _rows_array(g), _array(t)
-    n, (nb, cin, p) = ta.shape[0], xa.shape
-    width = _width(n, xa)
-    tasks = _chunks(nb * -(-p // width))
-    gx, gxa = _empty_like_rows(xa, cin)
+    xa, ta = _rows_array(x), _array(t)
+    ga = _rows_array(g)
+    if ga.ndim != xa.ndim:  # the gradient arrives in another layout: bring it to x's
+        ga = _rows_array(g.contiguous()) if xa.ndim == 3 else g.detach()[0].T.contiguous().numpy()
+    n = ta.shape[0]
+    width, tiles = _tiles(n, xa)
+    tasks = _chunks(tiles)
+    gx, gxa = _empty_rows(xa, xa.shape[-1] if xa.ndim == 2 else xa.shape[1])
     gt = np.zeros((tasks, n), dtype=xa.dtype)
     gs = np.zeros((tasks, n), dtype=xa.dtype)
     if tasks:
-        pointwise_bwd(xa, ga, ta, _scales_over_b(ta, _array(s), b), gxa, gt, gs, rows, b, KIND[kind], keep_dc,
-                      width)
+        kernel = pointwise_bwd_cl if xa.ndim == 2 else pointwise_bwd
+        kernel(xa, ga, ta, _scales_over_b(ta, _array(s), b), gxa, gt, gs, rows, b, KIND[kind], keep_dc, width)
     return gx, torch.from_numpy(gt.sum(0)), None if s is None else torch.from_numpy(gs.sum(0))
 
 
