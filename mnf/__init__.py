@@ -11,10 +11,16 @@ Subpackages (import what you need; nothing heavy is imported here):
 - ``mnf.timing``      clocks that wait for CUDA: ``Stopwatch``, ``best_seconds``, ``median_seconds``
 - ``mnf.diagrams``, ``mnf.plots``, ``mnf.tables``  the book's figures and tables
 
-Here: the budget helpers of :mod:`mnf.budget` a chapter starts and ends with
+``import mnf`` sets the OpenMP wait policy of torch's and Numba's thread pools (sleep, not
+spin, between parallel regions; :mod:`mnf.runtime` says why and how to override it), so import
+mnf before torch. Here: the budget helpers of :mod:`mnf.budget` a chapter starts and ends with
 (``mnf.chapter(name)`` ... ``mnf.chapter_done()``).
 """
-from mnf.budget import budget, chapter, chapter_done, device, iterations, pick, smoke
+from mnf import runtime as _runtime
+
+_runtime.apply_wait_policy()   # before anything loads torch (see mnf.runtime)
+
+from mnf.budget import budget, chapter, chapter_done, device, iterations, pick, smoke  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["budget", "chapter", "chapter_done", "device", "iterations", "pick", "smoke", "__version__"]
