@@ -48,14 +48,22 @@ def _data(case, dtype=torch.float64, seed=0):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("filter_grad", ["full", "sign"])
-def test_autograd_matches_oracle(case, filter_grad):
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "channels_last, nchw grad"])
+def test_autograd_matches_oracle(case, filter_grad, layout):
+    """Every case in NCHW and channels last (the kernels' *_nhwc path), and a channels-last input
+    whose output gradient arrives in NCHW."""
     x, w, s, p, g = _data(case)
-    x1, w1 = x.clone().requires_grad_(), w.clone().requires_grad_()
+    fmt = torch.contiguous_format if layout == "nchw" else torch.channels_last
+    x1, w1 = x.clone().contiguous(memory_format=fmt).requires_grad_(), w.clone().requires_grad_()
     x2, w2 = x.clone().requires_grad_(), w.clone().requires_grad_()
     y1 = adder2d(x1, w1, s, p, g, filter_grad)
     y2 = oracle(x2, w2, s, p, g, filter_grad == "sign")
     torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(y1)
+    if layout != "nchw" and x.shape[1] > 1:  # the result keeps the input's layout
+        assert y1.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(y1).contiguous()
+    if layout == "channels_last":
+        grad = grad.contiguous(memory_format=torch.channels_last)
     y1.backward(grad)
     y2.backward(grad)
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-12)

@@ -25,7 +25,9 @@ wins depends on the layer's shape, so each pass picks its kernel by thresholds
 
 The functions here are the torch-facing entry: CPU tensors in (float32 or float64, one dtype,
 any strides, validated by :func:`mnf.adder.adder2d`), new tensors out; :mod:`.dispatch` has
-the same functions on NumPy arrays.
+the same functions on NumPy arrays. A channels-last input (``x.is_contiguous(memory_format=
+torch.channels_last)``, the layout of ``fit(..., channels_last=True)``) takes the ``*_nhwc``
+functions: read and written channels last, no NCHW round trip, channels-last results.
 """
 from __future__ import annotations
 
@@ -44,25 +46,52 @@ def _np(t: torch.Tensor):
     return t.detach().resolve_neg().numpy()
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` (N, C, H, W) is stored channels last: the kernels then read and write that
+    layout (:func:`dispatch.forward_nhwc` ...) and the results keep it."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1
+
+
+def _nhwc(t: torch.Tensor):
+    """The (N, H, W, C) NumPy view of a channels-last tensor (a copy if it is stored otherwise)."""
+    return _np(t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1))
+
+
+def _image(a_nhwc) -> torch.Tensor:
+    """A channels-last (N, C, H, W) tensor on the memory of ``a_nhwc`` (N, H, W, C)."""
+    return torch.from_numpy(a_nhwc).permute(0, 3, 1, 2)
+
+
 def forward(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int) -> torch.Tensor:
-    """Adder output (N, O, OH, OW) of ``x`` (N, C, H, W) and ``weight`` (O, C/groups, kh, kw) (eq. 3.1)."""
+    """Adder output (N, O, OH, OW) of ``x`` (N, C, H, W) and ``weight`` (O, C/groups, kh, kw) (eq. 3.1),
+    stored channels last if ``x`` is."""
+    if _channels_last(x):
+        return _image(dispatch.forward_nhwc(_nhwc(x), _np(weight), stride, padding, groups))
     return torch.from_numpy(dispatch.forward(_np(x), _np(weight), stride, padding, groups))
 
 
 def grad_input(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, stride: int, padding: int,
                groups: int) -> torch.Tensor:
     """Surrogate input gradient (N, C, H, W) from the output gradient ``grad`` (N, O, OH, OW) (eq. 3.5-3.6)."""
+    if _channels_last(x):
+        return _image(dispatch.grad_input_nhwc(_nhwc(x), _np(weight), _nhwc(grad), stride, padding, groups))
     return torch.from_numpy(dispatch.grad_input(_np(x), _np(weight), _np(grad), stride, padding, groups))
 
 
 def grad_weight(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, stride: int, padding: int,
                 groups: int, sign: bool) -> torch.Tensor:
     """Filter gradient (O, C/groups, kh, kw) (eq. 3.4, or eq. 3.3 when ``sign``)."""
+    if _channels_last(x):
+        return torch.from_numpy(dispatch.grad_weight_nhwc(_nhwc(x), _np(weight), _nhwc(grad), stride, padding,
+                                                          groups, sign))
     return torch.from_numpy(dispatch.grad_weight(_np(x), _np(weight), _np(grad), stride, padding, groups, sign))
 
 
 def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, stride: int, padding: int, groups: int,
              sign: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``(grad_input(...), grad_weight(...))`` in one call (depthwise layers share one sweep)."""
+    if _channels_last(x):
+        dx, dw = dispatch.backward_nhwc(_nhwc(x), _np(weight), _nhwc(grad), stride, padding, groups, sign)
+        return _image(dx), torch.from_numpy(dw)
     dx, dw = dispatch.backward(_np(x), _np(weight), _np(grad), stride, padding, groups, sign)
     return torch.from_numpy(dx), torch.from_numpy(dw)

@@ -3,7 +3,9 @@
 No full-size copy at all: each unit of work (an image and a band of ``BAND`` rows) packs just
 the input (and output-gradient) rows it needs, channels last and zero padding included, into a
 per-thread scratch buffer that stays in cache (``x_hwc``, ``g_hwk``), and writes its results
-straight into the (N, C, H, W) output, a band at a time. Filters are ``w_ijc`` (kh, kw, C).
+straight into the output, a band at a time. The images (``x_any``, ``y_any``, ``g_any``,
+``dx_any``) are (N, C, H, W), or (N, H, W, C) when ``cl`` (channels last: the rows are then
+copied, not transposed). Filters are ``w_ijc`` (kh, kw, C).
 Both gradients come from one sweep (``_bwd_dw``); the full-precision filter gradient as
 ``sum g * X - F * sum g``, whose first sum reuses the input gradient's loads. Axis letters as in
 :mod:`mnf.adder.cpu`.
@@ -11,7 +13,7 @@ Both gradients come from one sweep (``_bwd_dw``); the full-precision filter grad
 import numpy as np
 from numba import njit, prange
 
-from mnf.adder.cpu.layout import _empty, _rows_cl, _store_rows, _zeros
+from mnf.adder.cpu.layout import _empty, _nchw, _rows, _store, _zeros
 from mnf.adder.cpu.scalar import _ht, _sgn, _tap
 
 BAND = 8  # rows per unit of work: the packed rows of a band stay in L1/L2
@@ -32,7 +34,7 @@ def _band(u, nb, size):
 
 
 @njit(cache=True)
-def _fwd_dw_band(x_hwc, w_ijc, s, y0, y1, acc_hwc, b, y_nkhw):
+def _fwd_dw_band(x_hwc, w_ijc, s, y0, y1, acc_hwc, cl, b, y_any):
     """Output rows ``[y0, y1)`` of image ``b`` from its packed input rows ``x_hwc``."""
     kh, kw, c = w_ijc.shape
     if kh == 3 and kw == 3:  # MobileNet's 3x3: all nine taps in one sweep over the channels,
@@ -49,7 +51,7 @@ def _fwd_dw_band(x_hwc, w_ijc, s, y0, y1, acc_hwc, b, y_nkhw):
                     a[ch] = -(abs(x0[ch] - w0[ch]) + abs(x1[ch] - w1[ch]) + abs(x2[ch] - w2[ch])
                               + abs(x3[ch] - w3[ch]) + abs(x4[ch] - w4[ch]) + abs(x5[ch] - w5[ch])
                               + abs(x6[ch] - w6[ch]) + abs(x7[ch] - w7[ch]) + abs(x8[ch] - w8[ch]))
-        _store_rows(acc_hwc[:y1 - y0], b, y0, y_nkhw)
+        _store(acc_hwc[:y1 - y0], cl, b, y0, y_any)
         return
     acc_hwc[:] = 0
     for y in range(y0, y1):
@@ -69,29 +71,29 @@ def _fwd_dw_band(x_hwc, w_ijc, s, y0, y1, acc_hwc, b, y_nkhw):
                     xr, wr = xrow[q * s + jj], wrow[jj]
                     for ch in range(c):
                         a[ch] -= abs(xr[ch] - wr[ch])
-    _store_rows(acc_hwc[:y1 - y0], b, y0, y_nkhw)
+    _store(acc_hwc[:y1 - y0], cl, b, y0, y_any)
 
 
 @njit(parallel=True, cache=True)
-def _fwd_dw(x_nchw, w_ijc, s, p, nt, y_nkhw):
-    """y_nkhw[n, c, y, x] = -sum_{i,j} |Xp[n, c, ys+i, xs+j] - w_ijc[i, j, c]| (Xp zero padded by p)."""
-    n, c, w = x_nchw.shape[0], x_nchw.shape[1], x_nchw.shape[3]
+def _fwd_dw(x_any, w_ijc, s, p, nt, cl, y_any):
+    """y_any[n, c, y, x] = -sum_{i,j} |Xp[n, c, ys+i, xs+j] - w_ijc[i, j, c]| (Xp zero padded by p)."""
+    n, c, _, w = _nchw(x_any, cl)
     kh = w_ijc.shape[0]
-    oh, ow = y_nkhw.shape[2], y_nkhw.shape[3]
+    _, _, oh, ow = _nchw(y_any, cl)
     for t in prange(nt):  # nt from the caller: numba.get_num_threads() here defeats caching
         u0, u1, nb = _units(t, nt, n, oh)
-        x_hwc = _empty(((min(BAND, oh) - 1) * s + kh, w + 2 * p, c), x_nchw)
-        acc_hwc = _empty((min(BAND, oh), ow, c), x_nchw)
+        x_hwc = _empty(((min(BAND, oh) - 1) * s + kh, w + 2 * p, c), x_any)
+        acc_hwc = _empty((min(BAND, oh), ow, c), x_any)
         for u in range(u0, u1):
             b, y0, y1 = _band(u, nb, oh)
             rows = x_hwc[:(y1 - y0 - 1) * s + kh]
-            _rows_cl(x_nchw, b, y0 * s - p, p, rows)
-            _fwd_dw_band(rows, w_ijc, s, y0, y1, acc_hwc, b, y_nkhw)
+            _rows(x_any, cl, b, y0 * s - p, p, rows)
+            _fwd_dw_band(rows, w_ijc, s, y0, y1, acc_hwc, cl, b, y_any)
 
 
 @njit(cache=True)
-def _gin_dw_band(x_hwc, xrow0, xpad, w_ijc, g_hwk, g0, s, p, oh, ow, r0, r1, one, acc_hwc, dw_ijc, fuse, b,
-                 dx_nchw):
+def _gin_dw_band(x_hwc, xrow0, xpad, w_ijc, g_hwk, g0, s, p, oh, ow, r0, r1, one, acc_hwc, dw_ijc, fuse, cl,
+                 b, dx_any):
     """Input-gradient rows ``[r0, r1)`` of image ``b``: a gather over the taps that read them,
     from the packed input rows ``x_hwc`` (input pixel ``(y', x')`` at
     ``x_hwc[y' - xrow0, x' + xpad]``) and output-gradient rows ``g_hwk`` (from row ``g0``) of an
@@ -129,29 +131,29 @@ def _gin_dw_band(x_hwc, xrow0, xpad, w_ijc, g_hwk, g0, s, p, oh, ow, r0, r1, one
                     else:
                         for ch in range(c):
                             a[ch] += gr[ch] * _ht(wr[ch] - xr[ch], one)
-    _store_rows(acc_hwc[:r1 - r0], b, r0, dx_nchw)
+    _store(acc_hwc[:r1 - r0], cl, b, r0, dx_any)
 
 
 @njit(parallel=True, cache=True)
-def _gin_dw(x_nchw, w_ijc, g_nkhw, s, p, one, nt, dx_nchw):
-    """dx_nchw[n, c, y', x'] = sum over the taps (i, j) that read (y', x') of grad * HardTanh(w_ijc - x).
+def _gin_dw(x_any, w_ijc, g_any, s, p, one, nt, cl, dx_any):
+    """dx_any[n, c, y', x'] = sum over the taps (i, j) that read (y', x') of grad * HardTanh(w_ijc - x).
     A gather over input rows, so no two threads write the same element."""
-    n, c, h, w = x_nchw.shape
+    n, c, h, w = _nchw(x_any, cl)
     kh = w_ijc.shape[0]
-    oh, ow = g_nkhw.shape[2], g_nkhw.shape[3]
+    _, _, oh, ow = _nchw(g_any, cl)
     for t in prange(nt):
         u0, u1, nb = _units(t, nt, n, h)
-        g_hwk = _empty((min(BAND, h) // s + kh, ow, c), x_nchw)
-        x_hwc = _empty((min(BAND, h), w, c), x_nchw)
-        acc_hwc = _empty((min(BAND, h), w, c), x_nchw)
+        g_hwk = _empty((min(BAND, h) // s + kh, ow, c), x_any)
+        x_hwc = _empty((min(BAND, h), w, c), x_any)
+        acc_hwc = _empty((min(BAND, h), w, c), x_any)
         for u in range(u0, u1):
             b, r0, r1 = _band(u, nb, h)
             g0 = max(0, -((kh - 1 - r0 - p) // s))  # first output row whose window reaches r0
             g1 = max(g0, min(oh, (r1 - 1 + p) // s + 1))  # one past the last reaching r1 - 1
-            _rows_cl(g_nkhw, b, g0, 0, g_hwk[:g1 - g0])
-            _rows_cl(x_nchw, b, r0, 0, x_hwc[:r1 - r0])
+            _rows(g_any, cl, b, g0, 0, g_hwk[:g1 - g0])
+            _rows(x_any, cl, b, r0, 0, x_hwc[:r1 - r0])
             _gin_dw_band(x_hwc, r0, 0, w_ijc, g_hwk, g0, s, p, oh, ow, r0, r1, one, acc_hwc,
-                         _empty((0, 0, c), x_nchw), False, b, dx_nchw)
+                         _empty((0, 0, c), x_any), False, cl, b, dx_any)
 
 
 @njit(cache=True)
@@ -173,29 +175,29 @@ def _gw_dw_band(x_hwc, w_ijc, g_hwk, s, sign, one, dw_ijc):
 
 
 @njit(parallel=True, cache=True)
-def _gw_dw(x_nchw, w_ijc, g_nkhw, s, p, sign, one, dw_tijc):
+def _gw_dw(x_any, w_ijc, g_any, s, p, sign, one, cl, dw_tijc):
     """dw_tijc[t, i, j, c] = sum over thread t's bands of grad * (Xp - w_ijc) (or its sign)."""
-    n, c, w = x_nchw.shape[0], x_nchw.shape[1], x_nchw.shape[3]
+    n, c, _, w = _nchw(x_any, cl)
     kh, kw = w_ijc.shape[0], w_ijc.shape[1]
-    oh, ow = g_nkhw.shape[2], g_nkhw.shape[3]
+    _, _, oh, ow = _nchw(g_any, cl)
     nt = dw_tijc.shape[0]
     for t in prange(nt):
         u0, u1, nb = _units(t, nt, n, oh)
-        x_hwc = _empty(((min(BAND, oh) - 1) * s + kh, w + 2 * p, c), x_nchw)
-        g_hwk = _empty((min(BAND, oh), ow, c), x_nchw)
-        acc_ijc = _zeros((kh, kw, c), x_nchw)  # private to the thread: no atomics, no false sharing
+        x_hwc = _empty(((min(BAND, oh) - 1) * s + kh, w + 2 * p, c), x_any)
+        g_hwk = _empty((min(BAND, oh), ow, c), x_any)
+        acc_ijc = _zeros((kh, kw, c), x_any)  # private to the thread: no atomics, no false sharing
         for u in range(u0, u1):
             b, y0, y1 = _band(u, nb, oh)
             rows = x_hwc[:(y1 - y0 - 1) * s + kh]
-            _rows_cl(x_nchw, b, y0 * s - p, p, rows)
-            _rows_cl(g_nkhw, b, y0, 0, g_hwk[:y1 - y0])
+            _rows(x_any, cl, b, y0 * s - p, p, rows)
+            _rows(g_any, cl, b, y0, 0, g_hwk[:y1 - y0])
             _gw_dw_band(rows, w_ijc, g_hwk[:y1 - y0], s, sign, one, acc_ijc)
         dw_tijc[t] = acc_ijc
 
 
 @njit(parallel=True, cache=True)
-def _bwd_dw(x_nchw, w_ijc, g_nkhw, s, p, sign, one, dx_nchw, dw_tijc, gsum_tc):
-    """Both depthwise gradients in one sweep: ``dx_nchw`` as ``_gin_dw``; ``dw_tijc[t]`` and
+def _bwd_dw(x_any, w_ijc, g_any, s, p, sign, one, cl, dx_any, dw_tijc, gsum_tc):
+    """Both depthwise gradients in one sweep: ``dx_any`` as ``_gin_dw``; ``dw_tijc[t]`` and
     ``gsum_tc[t]`` thread ``t``'s share of the filter gradient.
 
     Each unit (an image and a band of input rows, as in ``_gin_dw``) packs its input rows and
@@ -207,15 +209,15 @@ def _bwd_dw(x_nchw, w_ijc, g_nkhw, s, p, sign, one, dx_nchw, dw_tijc, gsum_tc):
     rows (the input rows then include the padding and the rows those output rows read),
     ``gsum_tc`` stays 0.
     """
-    n, c, h, w = x_nchw.shape
+    n, c, h, w = _nchw(x_any, cl)
     kh, kw = w_ijc.shape[0], w_ijc.shape[1]
-    oh, ow = g_nkhw.shape[2], g_nkhw.shape[3]
+    _, _, oh, ow = _nchw(g_any, cl)
     nt = dw_tijc.shape[0]
     for t in prange(nt):
         u0, u1, nb = _units(t, nt, n, h)
-        acc_hwc = _empty((min(BAND, h), w, c), x_nchw)
-        dw_ijc = _zeros((kh, kw, c), x_nchw)  # private to the thread: no atomics
-        gsum_c = _zeros((c,), x_nchw)
+        acc_hwc = _empty((min(BAND, h), w, c), x_any)
+        dw_ijc = _zeros((kh, kw, c), x_any)  # private to the thread: no atomics
+        gsum_c = _zeros((c,), x_any)
         for u in range(u0, u1):
             b, r0, r1 = _band(u, nb, h)
             g0 = max(0, -((kh - 1 - r0 - p) // s))  # output rows reaching rows r0 .. r1 - 1
@@ -226,12 +228,12 @@ def _bwd_dw(x_nchw, w_ijc, g_nkhw, s, p, sign, one, dx_nchw, dw_tijc, gsum_tc):
             xlo, xhi, xpad = r0, r1, 0
             if sign and yb > ya:
                 xlo, xhi, xpad = min(r0, ya * s - p), max(r1, (yb - 1) * s - p + kh), p
-            g_hwk = _empty((ghi - glo, ow, c), x_nchw)
-            x_hwc = _empty((xhi - xlo, w + 2 * xpad, c), x_nchw)
-            _rows_cl(g_nkhw, b, glo, 0, g_hwk)
-            _rows_cl(x_nchw, b, xlo, xpad, x_hwc)
+            g_hwk = _empty((ghi - glo, ow, c), x_any)
+            x_hwc = _empty((xhi - xlo, w + 2 * xpad, c), x_any)
+            _rows(g_any, cl, b, glo, 0, g_hwk)
+            _rows(x_any, cl, b, xlo, xpad, x_hwc)
             _gin_dw_band(x_hwc, xlo, xpad, w_ijc, g_hwk, glo, s, p, oh, ow, r0, r1, one, acc_hwc, dw_ijc,
-                         not sign, b, dx_nchw)
+                         not sign, cl, b, dx_any)
             if sign and yb > ya:
                 _gw_dw_band(x_hwc[ya * s - p - xlo:], w_ijc, g_hwk[ya - glo:yb - glo], s, sign, one, dw_ijc)
             elif yb > ya:

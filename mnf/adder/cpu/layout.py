@@ -166,6 +166,48 @@ def _store_rows(acc_hwc, b, y0, out_nchw):
             False)
 
 
+@njit(inline="always", cache=True)
+def _nchw(a, cl):
+    """``(N, C, H, W)`` of an image array that is (N, C, H, W), or (N, H, W, C) when ``cl``."""
+    if cl:
+        return a.shape[0], a.shape[3], a.shape[1], a.shape[2]
+    return a.shape[0], a.shape[1], a.shape[2], a.shape[3]
+
+
+@njit(cache=True)
+def _rows(a, cl, b, r0, p, out_hwc):
+    """:func:`_rows_cl` of ``a`` (N, C, H, W), or of ``a`` (N, H, W, C) when ``cl``: then the
+    rows are already channels last and are copied (padding zeroed as there)."""
+    if not cl:
+        _rows_cl(a, b, r0, p, out_hwc)
+        return
+    h, w, c = a.shape[1], a.shape[2], a.shape[3]
+    for r in range(out_hwc.shape[0]):
+        o = out_hwc[r]
+        inside = 0 <= r0 + r < h
+        for q in range(o.shape[0]):
+            oq = o[q]
+            if inside and p <= q < p + w:
+                src = a[b, r0 + r, q - p]
+                for ch in range(c):
+                    oq[ch] = src[ch]
+            else:
+                oq[:] = 0
+
+
+@njit(cache=True)
+def _store(acc_hwc, cl, b, y0, out):
+    """:func:`_store_rows` into ``out`` (N, C, H, W), or a copy into ``out`` (N, H, W, C) when ``cl``."""
+    if not cl:
+        _store_rows(acc_hwc, b, y0, out)
+        return
+    for r in range(acc_hwc.shape[0]):
+        for q in range(acc_hwc.shape[1]):
+            src, dst = acc_hwc[r, q], out[b, y0 + r, q]
+            for ch in range(src.shape[0]):
+                dst[ch] = src[ch]
+
+
 @njit(parallel=True, cache=True)
 def _flat(a_nchw, top, left, pitch, image, tail, nt, out_cf):
     """(N, C, H, W) any strides -> ``out_cf`` (C, N * image + tail), image ``b``'s plane from
