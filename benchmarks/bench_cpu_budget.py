@@ -26,7 +26,7 @@ import math
 import statistics
 import time
 
-import mnf  # noqa: F401  first: the thread pools' wait policy before torch loads (mnf.runtime)
+import mnf  # noqa: F401  first: the thread pools' spin policy before torch loads (mnf.runtime)
 import torch
 import torch.nn.functional as F
 

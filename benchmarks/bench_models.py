@@ -17,7 +17,7 @@ import json
 import os
 import platform
 
-import mnf  # first: sets the thread pools' wait policy before torch loads (mnf.runtime)
+import mnf  # first: sets the thread pools' spin policy before torch loads (mnf.runtime)
 import numba
 import torch
 
@@ -39,7 +39,7 @@ def main() -> None:
     print(f"batch {batch}, channels_last, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"numba {numba.__version__} ({numba.get_num_threads()} threads, layer {numba.config.THREADING_LAYER}), "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"OMP_WAIT_POLICY={mnf.runtime.wait_policy()['OMP_WAIT_POLICY']}")
+          f"spin policy {mnf.runtime.spin_policy()}")
     rates = step_rates(variants, batch, rounds, load=not args.no_load)
     mem = peak_memory(variants, batch)
     base = rates.get("vanilla", {}).get("quiet")

@@ -10,7 +10,7 @@ augments and normalises on the fly and tracks metrics.  Target: ratio >= 0.85.  
 import argparse
 import time
 
-import mnf  # noqa: F401  first: the thread pools' wait policy before torch loads (mnf.runtime)
+import mnf  # noqa: F401  first: the thread pools' spin policy before torch loads (mnf.runtime)
 import torch
 import torch.nn.functional as F
 

@@ -11,14 +11,13 @@ Subpackages (import what you need; nothing heavy is imported here):
 - ``mnf.timing``      clocks that wait for CUDA: ``Stopwatch``, ``best_seconds``, ``median_seconds``
 - ``mnf.diagrams``, ``mnf.plots``, ``mnf.tables``  the book's figures and tables
 
-``import mnf`` sets the OpenMP wait policy of torch's and Numba's thread pools (sleep, not
-spin, between parallel regions; :mod:`mnf.runtime` says why and how to override it), so import
-mnf before torch. Here: the budget helpers of :mod:`mnf.budget` a chapter starts and ends with
+``import mnf`` shortens how long torch's and Numba's OpenMP workers spin between parallel
+regions (:mod:`mnf.runtime` says why and how to override it), so import mnf before torch. Here: the budget helpers of :mod:`mnf.budget` a chapter starts and ends with
 (``mnf.chapter(name)`` ... ``mnf.chapter_done()``).
 """
 from mnf import runtime as _runtime
 
-_runtime.apply_wait_policy()   # before anything loads torch (see mnf.runtime)
+_runtime.apply_spin_policy()   # before anything loads torch (see mnf.runtime)
 
 from mnf.budget import budget, chapter, chapter_done, device, iterations, pick, smoke  # noqa: E402
 

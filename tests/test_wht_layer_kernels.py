@@ -61,16 +61,19 @@ def test_pointwise_backends_match_reference(fused, layout, kind, cin, cout, rows
 
 
 @pytest.mark.parametrize("fused", BACKENDS.values(), ids=BACKENDS.keys())
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kind", ["soft", "hard", "smooth"])
 @pytest.mark.parametrize("h, w, keep_dc, scale", [(8, 8, True, True), (5, 7, False, True), (3, 4, True, False)])
-def test_spatial_backends_match_reference(fused, kind, h, w, keep_dc, scale):
+def test_spatial_backends_match_reference(fused, layout, kind, h, w, keep_dc, scale):
     hp, wp = 1 << (h - 1).bit_length(), 1 << (w - 1).bit_length()
     g0 = torch.Generator().manual_seed(h * w)
-    x = 2 * torch.randn(2, 3, h, w, generator=g0, dtype=torch.float64)
+    x = _arranged(2 * torch.randn(2, 3, h, w, generator=g0, dtype=torch.float64), layout)
     t = 0.2 + 2 * torch.rand(hp, wp, generator=g0, dtype=torch.float64)
     s = 0.5 + torch.rand(hp, wp, generator=g0, dtype=torch.float64)
-    g = torch.randn(2, 3, h, w, generator=g0, dtype=torch.float64)
+    g = _arranged(torch.randn(2, 3, h, w, generator=g0, dtype=torch.float64), layout)
     inputs = (x, t, s) if scale else (x, t)
+    if layout == "channels_last":   # the output keeps the model's layout
+        assert Spatial.apply(x, t, s, kind, keep_dc, fused).is_contiguous(memory_format=torch.channels_last)
 
     def kernel(x, t, s=None):
         return Spatial.apply(x, t, s, kind, keep_dc, fused)

@@ -7,10 +7,14 @@ The maps are those of :mod:`mnf.wht_layer.reference`. ``pointwise_fwd`` / ``poin
 (``pointwise_forward`` ... ``spatial_backward``) are the bridge from torch: CPU tensors in,
 CPU tensors out, what :mod:`mnf.wht_layer.function` calls.
 
-Arrays are ``(batch, channels, pixels)`` (NCHW with ``H·W`` flattened). Each kernel works on tiles
-of ``width`` consecutive pixels of one image (whole rows where they fit, see :func:`tile_width`)
-in an ``(n, width)`` buffer, so every butterfly's inner loop runs over ``width`` contiguous floats
-(SIMD across pixels) and each tile is read once and written once. The first butterfly stage is
+Arrays are ``(batch, channels, pixels)`` (NCHW with ``H·W`` flattened), or for a channels-last
+batch ``(N·H·W, channels)`` (``pointwise_fwd_cl`` / ``pointwise_bwd_cl``: all pixels of the batch
+in one run, so 2×2 and 1×1 maps still give long loops). Each kernel works on tiles of ``width``
+pixels (of one image in NCHW, whole rows where they fit, see :func:`tile_width`; channels-last
+tiles are transposed in and out with 8x8 SIMD blocks) in an ``(n, width)`` buffer, so every
+butterfly's inner loop runs over ``width`` contiguous floats (SIMD across pixels) and each tile
+is read once and written once. ``expand="repeat"`` is a cyclic read of the input channels (no
+repeated copy), and its backward sums each channel's copies. The first butterfly stage is
 fused with the load (the zero padding is never materialised: a pair with a zero partner is a
 copy) and the inverse's last stage with the store (only the ``cout`` kept channels are computed).
 Per pixel vector ``x`` (``cin`` channels, zero-padded to ``n``), with ``H_b`` the natural-order

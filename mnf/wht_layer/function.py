@@ -83,7 +83,8 @@ class Pointwise(torch.autograd.Function):
 
 
 class Spatial(torch.autograd.Function):
-    """Per image ``crop(H (s ⊙ f(H pad(x) H, t)) H / (Hp·Wp))``: ``(N, C, H, W) -> (N, C, H, W)``.
+    """Per image ``crop(H (s ⊙ f(H pad(x) H, t)) H / (Hp·Wp))``: ``(N, C, H, W) -> (N, C, H, W)``,
+    stored channels last if ``x`` is.
 
     ``apply(x, t, s, kind, keep_dc, fused)``: ``t``, ``s`` ``(Hp, Wp)`` in natural order.
     """
@@ -94,14 +95,20 @@ class Spatial(torch.autograd.Function):
         x3 = x.detach().contiguous().view(-1, *x.shape[2:])
         k = backend(x.device, fused)
         ctx.save_for_backward(x3, t, s)
-        ctx.meta = (k, x.shape, kind, keep_dc)
-        return k.spatial_forward(x3, t.detach(), None if s is None else s.detach(), kind,
-                                 keep_dc).view(x.shape)
+        ctx.meta = (k, x.shape, _channels_last(x) and x.shape[1] > 1, kind, keep_dc)
+        y = k.spatial_forward(x3, t.detach(), None if s is None else s.detach(), kind, keep_dc).view(x.shape)
+        return _like(y, ctx.meta[2])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x3, t, s = ctx.saved_tensors
-        k, shape, kind, keep_dc = ctx.meta
+        k, shape, nhwc, kind, keep_dc = ctx.meta
         g = grad.contiguous().view(x3.shape)
         gx, gt, gs = k.spatial_backward(x3, g, t.detach(), None if s is None else s.detach(), kind, keep_dc)
-        return gx.view(shape), gt, gs, None, None, None
+        return _like(gx.view(shape), nhwc), gt, gs, None, None, None
+
+
+def _like(y: Tensor, nhwc: bool) -> Tensor:
+    """``y`` stored channels last if the layer's input was (the 2-D transforms run per image on
+    NCHW planes; the next layer then gets the layout the model runs in)."""
+    return y.contiguous(memory_format=torch.channels_last) if nhwc else y
