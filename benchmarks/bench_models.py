@@ -39,7 +39,7 @@ def main() -> None:
     print(f"batch {batch}, channels_last, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"numba {numba.__version__} ({numba.get_num_threads()} threads, layer {numba.config.THREADING_LAYER}), "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"spin policy {mnf.runtime.spin_policy()}")
+          f"spin policy: {mnf.runtime.spin_policy()}")
     rates = step_rates(variants, batch, rounds, load=not args.no_load)
     mem = peak_memory(variants, batch)
     base = rates.get("vanilla", {}).get("quiet")

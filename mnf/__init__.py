@@ -1,6 +1,6 @@
 """mnf: multiplier-free deep learning.
 
-Subpackages (import what you need; nothing heavy is imported here):
+Subpackages (import what you need; only torch is imported here, see below):
 
 - ``mnf.data``        CIFAR-10 as uint8 tensors, download, batched augmentation
 - ``mnf.transforms``  Walsh-Hadamard transforms: matrices, orderings, fast kernels
@@ -11,8 +11,8 @@ Subpackages (import what you need; nothing heavy is imported here):
 - ``mnf.timing``      clocks that wait for CUDA: ``Stopwatch``, ``best_seconds``, ``median_seconds``
 - ``mnf.diagrams``, ``mnf.plots``, ``mnf.tables``  the book's figures and tables
 
-``import mnf`` shortens how long torch's and Numba's OpenMP workers spin between parallel
-regions (:mod:`mnf.runtime` says why and how to override it), so import mnf before torch. Here: the budget helpers of :mod:`mnf.budget` a chapter starts and ends with
+``import mnf`` imports torch with a short spin for its OpenMP workers between parallel regions
+(:mod:`mnf.runtime` says why and how to override it), so import mnf before torch. Here: the budget helpers of :mod:`mnf.budget` a chapter starts and ends with
 (``mnf.chapter(name)`` ... ``mnf.chapter_done()``).
 """
 from mnf import runtime as _runtime

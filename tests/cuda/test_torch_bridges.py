@@ -209,9 +209,12 @@ def test_adder_bridge_takes_strided_views(sim, dtype):
     gs = g.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # channels last
     g0 = torch.ones(()).to(dtype).expand(g.shape)                 # y.sum().backward()'s gradient
     assert not (xs.is_contiguous() or ws.is_contiguous() or gs.is_contiguous() or g0.is_contiguous())
-    close(adder_cuda.forward(xs, ws, *conf), adder_cpu.forward(x, w, *conf))
+    y = adder_cuda.forward(xs, ws, *conf)
+    close(y, adder_cpu.forward(x, w, *conf))
     dx, dw = adder_cuda.backward(xs, ws, gs, *conf, sign=True)
     close(dx, adder_cpu.grad_input(x, w, g, *conf))
+    for t in (y, dx):   # results keep the input's layout, as on the CPU
+        assert t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
     close(dw, adder_cpu.grad_weight(x, w, g, *conf, sign=True))
     close(adder_cuda.grad_input(xs, ws, g0, *conf), adder_cpu.grad_input(x, w, g0.contiguous(), *conf))
     assert sim.viewed(xs) and sim.viewed(ws) and sim.viewed(gs) and sim.viewed(g0)
@@ -433,12 +436,15 @@ def _run(layer, x, g):
     return y.detach(), x.grad, [prm.grad.clone() for prm in layer.parameters()]
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("name", list(LAYERS))
-def test_wht_layers_run_the_cuda_bridge(sim, monkeypatch, name):
+def test_wht_layers_run_the_cuda_bridge(sim, monkeypatch, name, layout):
     """The layers on "CUDA" tensors (composed path, transforms through the bridge) against the
-    fused CPU kernels: output, input gradient, parameter gradients."""
+    fused CPU kernels: output, input gradient, parameter gradients, in NCHW and channels last."""
     layer, x = _layer(name)
+    x = x.contiguous(memory_format=layout)
     g = torch.randn(layer(x).shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    g = g.contiguous(memory_format=layout)
     want = _run(layer, x, g)
     pretend_cuda(monkeypatch)
     got = _run(layer, x, g)

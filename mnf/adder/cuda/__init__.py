@@ -25,10 +25,18 @@ def _stream(t: torch.Tensor):
     return cuda.external_stream(torch.cuda.current_stream(t.device).cuda_stream)
 
 
+def _format(x: torch.Tensor) -> torch.memory_format:
+    """The memory format of the results: channels last if ``x`` is (as the CPU bridge does)."""
+    cl = x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if cl else torch.contiguous_format
+
+
 def forward(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int) -> torch.Tensor:
-    """Adder output (N, O, OH, OW) of ``x`` (N, C, H, W) and ``weight`` (O, C/groups, kh, kw) (eq. 3.1)."""
+    """Adder output (N, O, OH, OW) of ``x`` (N, C, H, W) and ``weight`` (O, C/groups, kh, kw) (eq. 3.1),
+    stored channels last if ``x`` is (the kernels index by strides)."""
     y = torch.empty((x.shape[0], weight.shape[0], output_size(x.shape[2], weight.shape[2], stride, padding),
-                     output_size(x.shape[3], weight.shape[3], stride, padding)), dtype=x.dtype, device=x.device)
+                     output_size(x.shape[3], weight.shape[3], stride, padding)), dtype=x.dtype, device=x.device,
+                    memory_format=_format(x))
     dispatch.forward(_dev(x), _dev(weight), stride, padding, groups, _dev(y), _stream(x))
     return y
 
@@ -36,7 +44,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, gr
 def grad_input(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, stride: int, padding: int,
                groups: int) -> torch.Tensor:
     """Surrogate input gradient (N, C, H, W) from the output gradient ``grad`` (N, O, OH, OW) (eq. 3.5-3.6)."""
-    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_format(x))
     dispatch.grad_input(_dev(x), _dev(weight), _dev(grad), stride, padding, groups, _dev(dx), _stream(x))
     return dx
 
