@@ -38,3 +38,17 @@ def test_profile_adds_up():
 def test_profile_refuses_resnet():
     with pytest.raises(ValueError, match="not a MobileNetV2 variant"):
         profile("resnet20", batch=2, steps=1)
+
+
+def test_step_rates_ratios_within_rounds():
+    """Quiet and loaded rates, loaded/quiet and the ratio to the baseline, each a median of
+    per-round ratios; the baseline's own ratio is exactly 1."""
+    from mnf.bench.models import step_rates
+    rows = step_rates(["vanilla", "last_wht"], batch=4, rounds=2, steps=1, load=True, baseline="vanilla")
+    assert set(rows) == {"vanilla", "last_wht"}
+    for row in rows.values():
+        assert set(row) == {"quiet", "loaded", "ratio", "vs_baseline"}
+        assert row["quiet"] > 0 and row["loaded"] > 0 and row["ratio"] > 0
+    assert rows["vanilla"]["vs_baseline"] == 1.0
+    with pytest.raises(ValueError, match="baseline 'resnet20' is not one of the variants"):
+        step_rates(["vanilla"], batch=4, rounds=1, steps=1, baseline="resnet20")

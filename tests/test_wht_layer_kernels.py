@@ -99,3 +99,20 @@ def test_float32_backends_agree():
     y = [Pointwise.apply(x, t, s, 40 - 8, 24, 8, "soft", True, fused) for fused in (True, False)]
     torch.testing.assert_close(y[0], y[1], rtol=1e-5, atol=1e-5)
     assert y[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_pointwise_layer_stride_2_keeps_layout(layout):
+    """A strided WHTPointwise (its input sliced before the kernels) against the composed path,
+    and a channels-last input stays channels last through the slicing."""
+    from mnf.layers.wht import WHTPointwise
+    torch.manual_seed(0)
+    x = _arranged(torch.randn(2, 12, 7, 5, dtype=torch.float64), layout)
+    fused, composed = WHTPointwise(12, 20, stride=2).double(), WHTPointwise(12, 20, stride=2, fused=False).double()
+    composed.load_state_dict(fused.state_dict())
+    g = torch.randn(2, 20, 4, 3, dtype=torch.float64)
+    got, want = _grads(fused, (x,), g), _grads(composed, (x,), g)
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a, r)
+    assert got[0].shape == (2, 20, 4, 3)
+    assert got[0].is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")

@@ -89,11 +89,17 @@ def _busy() -> subprocess.Popen:
 
 
 def step_rates(variants: list[str], batch: int = 256, rounds: int = 5, steps: int = 3, load: bool = False,
-               channels_last: bool = True) -> dict[str, dict[str, float]]:
+               channels_last: bool = True, baseline: str | None = None) -> dict[str, dict[str, float]]:
     """Images/s of each variant: the median over ``rounds`` interleaved rounds of ``steps``
     steps each (after one warm-up step). With ``load``, the same rounds are repeated while a
     busy-loop subprocess runs, alternating quiet and loaded rounds so that both see the same
-    machine; each row then also has ``loaded`` and ``ratio = loaded / quiet``."""
+    machine; each row then also has ``loaded`` and ``ratio``, the median over rounds of the
+    loaded rate over the quiet rate of the same round. With ``baseline`` (one of ``variants``)
+    each row has ``vs_baseline``: the median over rounds of its quiet rate over the baseline's in
+    the same round. Ratios are taken within a round because this machine's speed drifts by up to
+    a third within minutes; a ratio of two medians would mix rounds that saw different machines."""
+    if baseline is not None and baseline not in variants:
+        raise ValueError(f"step_rates: baseline {baseline!r} is not one of the variants {variants}")
     fns = {v: make_step(v, batch, channels_last) for v in variants}
     for fn in fns.values():
         fn()  # warm-up: Numba kernels load or compile, allocator caches fill
@@ -118,7 +124,9 @@ def step_rates(variants: list[str], batch: int = 256, rounds: int = 5, steps: in
         row = {"quiet": statistics.median(quiet[v])}
         if load:
             row["loaded"] = statistics.median(loaded[v])
-            row["ratio"] = row["loaded"] / row["quiet"]
+            row["ratio"] = statistics.median(a / q for a, q in zip(loaded[v], quiet[v]))
+        if baseline is not None:
+            row["vs_baseline"] = statistics.median(q / b for q, b in zip(quiet[v], quiet[baseline]))
         rows[v] = row
     return rows
 

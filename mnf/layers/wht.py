@@ -168,8 +168,10 @@ class WHTPointwise(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = _check_input(x, self.in_channels, "WHTPointwise")
-        if self.stride > 1:
+        if self.stride > 1:   # keep a channels-last input channels last: the kernels keep its layout
+            cl = x.is_contiguous(memory_format=torch.channels_last)
             x = x[:, :, ::self.stride, ::self.stride]
+            x = x.contiguous(memory_format=torch.channels_last) if cl else x
         t = self.thresholds()[self.natural].to(x.dtype)
         s = None if self.scale is None else self.scale[self.natural].to(x.dtype)
         rows = self.out_channels if self.expand == "repeat" and self.out_channels > self.in_channels else self.in_channels
