@@ -528,12 +528,19 @@ def _chunks(tasks: int) -> int:
     return min(tasks, 4 * get_num_threads())
 
 
+CL_WIDTH = 512  # channels-last tile width: 512 beat 128, 256, 1024 and 2048 on the 16x16 and 8x8
+# maps of the cpu-budget MobileNetV2 (fwd+bwd of its five largest WHT layers: 94, 115, 108, 98, 114 ms)
+
+
 def _tiles(n: int, x: np.ndarray) -> tuple[int, int]:
-    """``(width, tiles)``: :func:`tile_width` for NCHW rows; for channels-last pixels 128 lanes
-    (the pixels' 8x8 transposes stay in L1/L2 at that width; benchmarks/bench_wht_layers.py)."""
+    """``(width, tiles)``: :func:`tile_width` for NCHW rows; for channels-last pixels
+    :data:`CL_WIDTH` lanes, fewer (down to 64, a multiple of 8) where that leaves fewer than two
+    tiles per thread (the 1x1 and 2x2 maps: a batch of 256 has 256 or 1,024 pixels)."""
     if x.ndim == 2:
-        width = max(1, min(128, x.shape[0]))
-        return width, -(-x.shape[0] // width)
+        m = x.shape[0]
+        share = -(-m // (2 * get_num_threads()))
+        width = max(1, min(m, CL_WIDTH, max(64, -(-share // 8) * 8)))
+        return width, -(-m // width)
     p = x.shape[2]
     width = tile_width(n, p, x.itemsize) if p else 1
     return width, x.shape[0] * -(-p // width)
