@@ -11,8 +11,9 @@ Subpackages (import what you need; only torch is imported here, see below):
 - ``mnf.timing``      clocks that wait for CUDA: ``Stopwatch``, ``best_seconds``, ``median_seconds``
 - ``mnf.diagrams``, ``mnf.plots``, ``mnf.tables``  the book's figures and tables
 
-``import mnf`` imports torch with a short spin for its OpenMP workers between parallel regions
-(:mod:`mnf.runtime` says why and how to override it), so import mnf before torch. Here: the budget helpers of :mod:`mnf.budget` a chapter starts and ends with
+With ``MNF_SPIN=short`` in the environment, ``import mnf`` loads torch with a short spin for its
+OpenMP workers (for machines that are busy most of the time; :mod:`mnf.runtime` says why it is
+not the default), so import mnf before torch. Here: the budget helpers of :mod:`mnf.budget` a chapter starts and ends with
 (``mnf.chapter(name)`` ... ``mnf.chapter_done()``).
 """
 from mnf import runtime as _runtime

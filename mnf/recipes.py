@@ -17,3 +17,27 @@ CPU_RECIPE = dict(batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4, sched
                   label_smoothing=0.1, channels_last=True, epochs=24)
 GPU_RECIPE = dict(batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine",
                   label_smoothing=0.1, channels_last=False, epochs=60)
+
+# The variants of the reduced MobileNetV2 that experiment ``mobilenet_cpu10`` trains
+# (``benchmarks/bench_cpu_budget.py``): per variant the keyword arguments of ``mobilenet_v2``
+# (on top of ``CPU_MODEL``) under "model", and of ``fit`` (on top of ``CPU_RECIPE``) under "fit".
+VARIANTS = {
+    "vanilla": dict(model={}, fit={}),
+    "last_wht": dict(model=dict(last="wht"), fit={}),
+    "pw_wht": dict(model=dict(pointwise="wht"), fit={}),
+    "adder": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}),
+}
+# Ablations (experiment ``mobilenet_ablation``): one lever changed per row.  "teacher" names the
+# variant whose recorded weights distil into the student (fit's ``teacher=``).
+ABLATIONS = {
+    "pw_wht_thresholds": dict(model=dict(pointwise="wht"), fit={}),
+    "pw_wht_scale": dict(model=dict(pointwise="wht", wht_options=dict(scale=True)), fit={}),
+    "pw_wht_scale_smooth": dict(model=dict(pointwise="wht", wht_options=dict(scale=True, threshold="smooth")),
+                                fit={}),
+    "pw_wht_scale_distill": dict(model=dict(pointwise="wht", wht_options=dict(scale=True)), fit={},
+                                 teacher="vanilla"),
+    "adder_eta0.2": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}),
+    "adder_no_eta": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=None)),
+    "adder_distill": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}, teacher="vanilla"),
+    "adder_dw_wht_pw": dict(model=dict(pointwise="wht", depthwise="adder", wht_options=dict(scale=True)), fit={}),
+}

@@ -34,7 +34,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from mnf import _check
-from mnf.models.policy import DEPTHWISE, LAST, POINTWISE, check, depthwise, pointwise
+from mnf.models.policy import DEPTHWISE, LAST, POINTWISE, check, check_wht_options, depthwise, pointwise
 
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 LAYOUTS = ("imagenet", "cifar")
@@ -63,20 +63,20 @@ class InvertedResidual(nn.Module):
     """
 
     def __init__(self, cin: int, cout: int, stride: int, t: int, size: int, layout: str,
-                 pw: str, dw: str, act: type[nn.Module]):
+                 pw: str, dw: str, act: type[nn.Module], wht_options: dict | None = None):
         super().__init__()
         hidden = cin * t
         layers: list[nn.Module] = []
         if t != 1 or layout == "cifar":
-            layers += [pointwise(pw, cin, hidden), nn.BatchNorm2d(hidden), act()]
+            layers += [pointwise(pw, cin, hidden, 1, wht_options), nn.BatchNorm2d(hidden), act()]
         layers += [depthwise(dw, hidden, stride, size), nn.BatchNorm2d(hidden), act()]
-        layers += [pointwise(pw, hidden, cout), nn.BatchNorm2d(cout)]
+        layers += [pointwise(pw, hidden, cout, 1, wht_options), nn.BatchNorm2d(cout)]
         self.body = nn.Sequential(*layers)
         self.shortcut: nn.Module | None = None
         if stride == 1 and cin == cout:
             self.shortcut = nn.Identity()
         elif stride == 1 and layout == "cifar":
-            self.shortcut = nn.Sequential(pointwise(pw, cin, cout), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(pointwise(pw, cin, cout, 1, wht_options), nn.BatchNorm2d(cout))
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.body(x)
@@ -89,8 +89,9 @@ class MobileNetV2(nn.Module):
     def __init__(self, *, layout: str = "cifar", width: float = 1.0, num_classes: int = 10,
                  pointwise: str = "conv", depthwise: str = "conv", last: str = "conv",
                  blocks: tuple[int, ...] | list[int] | None = None, stem_stride: int | None = None,
-                 input_size: int = 32, dropout: float | None = None):
+                 input_size: int = 32, dropout: float | None = None, wht_options: dict | None = None):
         super().__init__()
+        wht_options = check_wht_options(wht_options, "mobilenet_v2")
         check("layout", layout, LAYOUTS)
         check("pointwise", pointwise, POINTWISE)
         check("depthwise", depthwise, DEPTHWISE)
@@ -116,7 +117,8 @@ class MobileNetV2(nn.Module):
             cout = make_divisible(c * width)
             for j in range(n):
                 stride = s if j == 0 else 1
-                layers.append(InvertedResidual(cin, cout, stride, t, size, layout, pointwise, depthwise, act))
+                layers.append(InvertedResidual(cin, cout, stride, t, size, layout, pointwise, depthwise, act,
+                                               wht_options))
                 cin, size = cout, -(-size // stride)
         if last == "conv":
             features = make_divisible(1280 * max(1.0, width))
@@ -137,7 +139,8 @@ class MobileNetV2(nn.Module):
 def mobilenet_v2(*, layout: str = "cifar", width: float = 1.0, num_classes: int = 10,
                  pointwise: str = "conv", depthwise: str = "conv", last: str = "conv",
                  blocks: tuple[int, ...] | list[int] | None = None, stem_stride: int | None = None,
-                 input_size: int | None = None, dropout: float | None = None) -> MobileNetV2:
+                 input_size: int | None = None, dropout: float | None = None,
+                 wht_options: dict | None = None) -> MobileNetV2:
     """Build a :class:`MobileNetV2` (keyword arguments only).
 
     layout       ``"imagenet"`` (torchvision) or ``"cifar"`` (kuangliu / seed 002).
@@ -151,6 +154,10 @@ def mobilenet_v2(*, layout: str = "cifar", width: float = 1.0, num_classes: int 
     stem_stride  stride of the stem conv, default 2 (imagenet) / 1 (cifar).
     input_size   image side the model is built for (only ``"wht2d"`` needs it), default 224 / 32.
     dropout      before the classifier, default 0.2 (imagenet) / 0 (cifar).
+    wht_options  with ``pointwise="wht"``: keyword arguments of every block's ``WHTPointwise``
+                 (``scale``, ``threshold``, ``init``, ``block_size``, ``keep_dc``), e.g.
+                 ``dict(scale=True)`` for per-coefficient scales [pan2021fast]; ``last="wht"``
+                 keeps its own defaults.
 
     The model carries ``model.arch = {"name": "mobilenet_v2", "kwargs": {...}}`` so a checkpoint
     can rebuild it with :func:`mnf.models.build`.
@@ -158,7 +165,8 @@ def mobilenet_v2(*, layout: str = "cifar", width: float = 1.0, num_classes: int 
     input_size = (32 if layout == "cifar" else 224) if input_size is None else input_size
     kwargs = dict(layout=layout, width=width, num_classes=num_classes, pointwise=pointwise,
                   depthwise=depthwise, last=last, blocks=None if blocks is None else check_blocks(blocks),
-                  stem_stride=stem_stride, input_size=input_size, dropout=dropout)
+                  stem_stride=stem_stride, input_size=input_size, dropout=dropout,
+                  wht_options=check_wht_options(wht_options, "mobilenet_v2") or None)
     model = MobileNetV2(**kwargs)
     kwargs = {k: v.item() if isinstance(v, np.generic) else v for k, v in kwargs.items()}  # plain numbers
     model.arch = {"name": "mobilenet_v2", "kwargs": kwargs}

@@ -55,8 +55,28 @@ def check(role: str, name: str, valid: tuple[str, ...]) -> str:
     return name
 
 
-def pointwise(kind: str, cin: int, cout: int, stride: int = 1) -> nn.Module:
-    """A 1×1 layer ``(N, cin, H, W) -> (N, cout, H/stride, W/stride)`` without bias."""
+WHT_OPTIONS = ("scale", "threshold", "init", "block_size", "keep_dc")
+
+
+def check_wht_options(options: dict | None, owner: str) -> dict:
+    """``options`` (keyword arguments of ``WHTPointwise``, keys from :data:`WHT_OPTIONS`) as a plain dict."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        from mnf._check import ArgumentTypeError
+        raise ArgumentTypeError(f"{owner}: wht_options must be a dict of WHTPointwise arguments, got {options!r}")
+    unknown = sorted(set(options) - set(WHT_OPTIONS))
+    if unknown:
+        raise ValueError(f"{owner}: unknown wht_options {unknown}; valid: {', '.join(WHT_OPTIONS)}")
+    return dict(options)
+
+
+def pointwise(kind: str, cin: int, cout: int, stride: int = 1, wht_options: dict | None = None) -> nn.Module:
+    """A 1×1 layer ``(N, cin, H, W) -> (N, cout, H/stride, W/stride)`` without bias.
+
+    ``wht_options``: keyword arguments of the ``"wht"`` kind's ``WHTPointwise`` (:data:`WHT_OPTIONS`,
+    e.g. ``dict(scale=True)``); ignored by the other kinds.
+    """
     check("pointwise", kind, POINTWISE)
     if kind == "conv":
         return nn.Conv2d(cin, cout, 1, stride, bias=False)
@@ -66,7 +86,7 @@ def pointwise(kind: str, cin: int, cout: int, stride: int = 1) -> nn.Module:
     from mnf.layers.wht import WHTPointwise
     # repeat, not zero-pad, on expansion: zero-padded extra channels carry only threshold terms,
     # which the batch norm after the layer blows up (see WHTPointwise)
-    return WHTPointwise(cin, cout, stride, expand="repeat")
+    return WHTPointwise(cin, cout, stride, expand="repeat", **check_wht_options(wht_options, "pointwise"))
 
 
 def depthwise(kind: str, channels: int, stride: int, size: int | tuple[int, int]) -> nn.Module:

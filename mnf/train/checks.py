@@ -39,19 +39,21 @@ def check_data(data: Any, owner: str) -> tuple[torch.Tensor, torch.Tensor, torch
     return tuple(out)  # type: ignore[return-value]
 
 
-def check_logits(model: nn.Module, data: tuple, owner: str) -> None:
+def check_logits(model: nn.Module, data: tuple, owner: str, name: str = "model") -> int:
     """One image through ``model`` (eval mode, no_grad, its device and dtype): its logits must be
     ``(1, k)`` with ``k`` above every label, so a label the model cannot predict is refused
-    before training rather than by cross-entropy in the middle of it."""
+    before training rather than by cross-entropy in the middle of it.  Returns ``k``.
+    ``name`` is what the messages call the model (``"teacher"`` for a distillation teacher)."""
     from mnf.data import normalize
     from mnf.metrics import as_input, model_dtype, probe
     with probe(model):
         out = model(as_input(normalize(data[0][:1]), model_device(model), model_dtype(model)))
     top = max(int(data[1].max()), int(data[3].max()))
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ValueError(f"{owner}: the model must return logits of shape (N, classes), got "
+        raise ValueError(f"{owner}: the {name} must return logits of shape (N, classes), got "
                          f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
     if top >= out.shape[1]:
-        raise ValueError(f"{owner}: the labels go up to {top}, but the model has {out.shape[1]} outputs "
+        raise ValueError(f"{owner}: the labels go up to {top}, but the {name} has {out.shape[1]} outputs "
                          f"(classes 0..{out.shape[1] - 1}); build it with num_classes >= {top + 1}")
+    return int(out.shape[1])
 

@@ -56,7 +56,8 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
         label_smoothing: float = 0.0, adder_eta: float | None = 0.2, augment: bool = True,
         device: torch.device | str | None = None, channels_last: bool = False, amp: bool | None = None,
         seed: int = 0, out: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
-        eval_every: int = 1, stop_after: int | None = None) -> History:
+        eval_every: int = 1, stop_after: int | None = None, teacher: nn.Module | None = None,
+        distill: float = 0.5, temperature: float = 4.0) -> History:
     """Train ``model`` in place with SGD and return its :class:`History` (see the module doc).
 
     data        ``(train_images, train_labels, test_images, test_labels)``: uint8 ``(N, 3, H, W)``
@@ -69,6 +70,13 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     eval_every  evaluate on the test set every this many epochs (and after the last); NaN otherwise.
     stop_after  leave after this many epochs of this call (an int >= 1; the checkpoint lets a later
                 call go on).
+    teacher     knowledge distillation (Hinton et al. 2015): a trained model with the same number of
+                outputs, run in eval mode without gradients on every training batch.  The loss is
+                ``(1 − distill) · CE(s, y) + distill · temperature² · KL(softmax(t/τ) ‖ softmax(s/τ))``
+                with ``s``, ``t`` the student's and teacher's logits and ``τ = temperature``.
+                The teacher's forward pass is part of every step (and of the step time).
+    distill     weight of the distillation term in [0, 1] (used only with a ``teacher``).
+    temperature τ > 0 of the softened distributions.
 
     Every argument is checked before anything is trained (``ValueError``, or ``TypeError`` for a
     wrong type, naming it): counts are ints >= 1, rates and factors finite (``lr``, ``momentum``,
@@ -89,7 +97,7 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
                             sgdr_mult=sgdr_mult, label_smoothing=label_smoothing, adder_eta=adder_eta,
                             augment=augment, device=device, channels_last=channels_last, amp=amp, seed=seed,
                             out=out, resume=resume, progress=progress, eval_every=eval_every,
-                            stop_after=stop_after)
+                            stop_after=stop_after, teacher=teacher, distill=distill, temperature=temperature)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if batch_size % world:
@@ -133,6 +141,10 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
     if path is not None and rank == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
 
+    if teacher is not None:
+        teacher.to(device).eval()
+        if channels_last:
+            teacher.to(memory_format=torch.channels_last)
     hooks = []
     from mnf.layers.adder import Adder2d, adaptive_lr
     if adder_eta is not None and any(isinstance(m, Adder2d) for m in model.modules()):
@@ -171,6 +183,12 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     logits = net(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+                    if teacher is not None:
+                        with torch.no_grad():
+                            soft = F.log_softmax(teacher(x).float() / temperature, dim=1)
+                        kl = F.kl_div(F.log_softmax(logits.float() / temperature, dim=1), soft, log_target=True,
+                                      reduction="batchmean")
+                        loss = (1 - distill) * loss + distill * temperature ** 2 * kl
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -249,6 +267,12 @@ def _check_fit(model: nn.Module, data: Any, **kw: Any) -> tuple:
     _check.optional_real("sgdr_t0", kw["sgdr_t0"], 0, low_open=True, owner=owner)
     _check.real("sgdr_mult", kw["sgdr_mult"], 1, owner=owner)
     _check.optional_real("adder_eta", kw["adder_eta"], 0, low_open=True, owner=owner)
+    _check.real("distill", kw["distill"], 0, 1, owner=owner)
+    _check.real("temperature", kw["temperature"], 0, low_open=True, owner=owner)
+    if kw["teacher"] is not None:
+        _check.module("teacher", kw["teacher"], owner)
+        if kw["teacher"] is model:
+            raise ValueError(f"{owner}: teacher is the model being trained; pass a separately trained model")
     for name in ("nesterov", "augment", "channels_last", "resume", "progress"):
         _check.flag(name, kw[name], owner)
     _check.optional_flag("amp", kw["amp"], owner)
@@ -264,5 +288,11 @@ def _check_fit(model: nn.Module, data: Any, **kw: Any) -> tuple:
         ckpt = read_checkpoint(path, "cpu")   # RNG states must be CPU tensors; weights are copied to the device
         check_arch(ckpt.get("arch"), model, path)
     checked = check_data(data, owner)
-    check_logits(model, checked, owner)
+    width = check_logits(model, checked, owner)
+    if kw["teacher"] is not None:
+        teacher_width = check_logits(kw["teacher"], checked, owner, name="teacher")
+        if teacher_width != width:
+            raise ValueError(f"{owner}: the teacher gives {teacher_width} logits, the model {width}; "
+                             "distillation needs the same classes")
     return checked, ckpt
+

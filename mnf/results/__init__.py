@@ -1,0 +1,165 @@
+"""Recorded runs: long measurements stored as files, with their provenance, and read back by chapters.
+
+A run too long for a book build (ten minutes of training per model, several seeds) is recorded
+once, by a command, as one JSON file per run::
+
+    mnf/results/<experiment>/<variant>-seed<k>.json
+
+(inside the package, so ``pip install mnf`` and Colab have them too).  Each file holds
+
+=================  ============================================================================
+``experiment``     the experiment's name (the folder), e.g. ``"mobilenet_cpu10"``
+``variant``        which model / recipe of the experiment
+``seed``           the run's seed
+``budget``         what the run was given, e.g. ``{"minutes": 10, "threads": 2}``
+``command``        the exact shell command that reproduces the file
+``commit``         the git commit the code was at, ``dirty``: files of ``mnf/`` and
+                   ``benchmarks/`` that differed from it (an empty list for a clean tree)
+``date``           when the run finished (UTC, ISO 8601)
+``machine``        CPU model and instruction set, cores, torch / numba versions, GPU if any
+``params``         trainable parameters of the model
+``config``         the model and training settings
+``history``        the per-epoch rows of :func:`mnf.train.fit` (``test_acc`` where evaluated)
+``final``          ``test_acc``, ``train_time_s``, ``images_per_s``, ``epochs``
+=================  ============================================================================
+
+:func:`write` stores a record atomically, :func:`load` reads an experiment's records,
+:func:`summary` averages them over seeds, :func:`provenance` describes where they come from.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+FIELDS = ("experiment", "variant", "seed", "budget", "command", "commit", "dirty", "date", "machine", "params",
+          "config", "history", "final")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def root() -> Path:
+    """Where records live: ``$MNF_RESULTS`` if set, else the package's ``mnf/results`` folder."""
+    env = os.environ.get("MNF_RESULTS")
+    return Path(env) if env else Path(str(resources.files("mnf").joinpath("results")))
+
+
+def machine() -> dict[str, Any]:
+    """The machine a run is on: CPU model and widest vector ISA, cores, library versions, GPU."""
+    import numba
+    import torch
+
+    cpu, isa = platform.processor() or platform.machine(), ""
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        text = info.read_text()
+        names = re.findall(r"model name\s*:\s*(.+)", text)
+        flags = re.search(r"flags\s*:(.+)", text)
+        cpu = names[0].strip() if names else cpu
+        isa = ("AVX-512" if flags and " avx512f" in flags.group(1) else
+               "AVX2" if flags and " avx2" in flags.group(1) else "")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "numba": numba.__version__, "python": platform.python_version(), "gpu": gpu}
+
+
+def git_state(repo: str | os.PathLike | None = None) -> tuple[str, list[str]]:
+    """``(commit, dirty)``: the checkout's HEAD and the files under ``mnf/`` or ``benchmarks/`` that
+    differ from it (``("unknown", [])`` outside a git checkout)."""
+    repo = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.check_output(["git", "-C", str(repo), "rev-parse", "HEAD"], text=True,
+                                         stderr=subprocess.DEVNULL).strip()
+        status = subprocess.check_output(["git", "-C", str(repo), "status", "--porcelain", "--", "mnf",
+                                          "benchmarks"], text=True, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", []
+    dirty = [line[3:] for line in status.splitlines() if line[3:] and not line[3:].startswith("mnf/results/")]
+    return commit, dirty
+
+
+def path(experiment: str, variant: str, seed: int, base: str | os.PathLike | None = None) -> Path:
+    """``<base>/<experiment>/<variant>-seed<seed>.json`` (base: :func:`root`)."""
+    for name, value in (("experiment", experiment), ("variant", variant)):
+        if not isinstance(value, str) or not _NAME.match(value):
+            raise ValueError(f"{name} must be a name of letters, digits, '_', '-' or '.', got {value!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    return Path(base if base is not None else root()) / experiment / f"{variant}-seed{seed}.json"
+
+
+def write(record: dict[str, Any], base: str | os.PathLike | None = None) -> Path:
+    """Store ``record`` (every key of :data:`FIELDS`) at :func:`path`, atomically; returns the path."""
+    if not isinstance(record, dict):
+        raise TypeError(f"record must be a dict, got {type(record).__name__}")
+    missing = [k for k in FIELDS if k not in record]
+    if missing:
+        raise ValueError(f"record lacks {missing}; a record needs {list(FIELDS)}")
+    final = record["final"]
+    if not isinstance(final, dict) or not {"test_acc", "train_time_s", "images_per_s"} <= set(final):
+        raise ValueError(f"record['final'] needs test_acc, train_time_s and images_per_s, got {final!r}")
+    target = path(record["experiment"], record["variant"], record["seed"], base)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
+    os.replace(tmp, target)
+    return target
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 (seconds)."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def load(experiment: str, base: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every record of ``experiment``, sorted by variant and seed (``[]`` if none were recorded)."""
+    folder = path(experiment, "x", 0, base).parent
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*-seed*.json"))]
+    return sorted(records, key=lambda r: (r["variant"], r["seed"]))
+
+
+def summary(records: list[dict[str, Any]], key: str = "test_acc") -> dict[str, dict[str, Any]]:
+    """Per variant (in first-seen order): ``mean``, ``seeds`` (``{seed: value}``) of ``final[key]``,
+    the mean epochs, training time and images/s, and the parameters."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        out.setdefault(r["variant"], {"runs": []})["runs"].append(r)
+    for variant, entry in out.items():
+        runs = entry.pop("runs")
+        values = {r["seed"]: r["final"][key] for r in runs}
+        entry.update(mean=statistics.fmean(values.values()), seeds=values, params=runs[0]["params"],
+                     epochs=statistics.fmean(r["final"]["epochs"] for r in runs),
+                     train_time_s=statistics.fmean(r["final"]["train_time_s"] for r in runs),
+                     images_per_s=statistics.fmean(r["final"]["images_per_s"] for r in runs))
+    return out
+
+
+def provenance(records: list[dict[str, Any]]) -> str:
+    """One line: the machines, dates and commits the records come from."""
+    if not records:
+        return "no recorded runs"
+    machines = sorted({f"{r['machine']['cpu']} ({r['machine']['isa'] or 'ISA unknown'}, {r['machine']['cores']} "
+                       f"cores{', ' + r['machine']['gpu'] if r['machine'].get('gpu') else ''}), torch "
+                       f"{r['machine']['torch']}, numba {r['machine']['numba']}" for r in records})
+    dates = sorted(r["date"][:10] for r in records)
+    commits = sorted({r["commit"][:7] + ("+" if r.get("dirty") else "") for r in records})
+    span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    return (f"recorded runs: {len(records)} on {'; '.join(machines)}; {span}; commit{'s' if len(commits) > 1 else ''} "
+            f"{', '.join(commits)}")
+
+
+def curve(record: dict[str, Any], key: str = "test_acc") -> tuple[list[float], list[float]]:
+    """``(epochs, values)`` of the history rows where ``key`` was measured (not NaN)."""
+    rows = [row for row in record["history"] if row.get(key) is not None and not math.isnan(row[key])]
+    return [row["epoch"] for row in rows], [row[key] for row in rows]
+
+
+__all__ = ["FIELDS", "curve", "git_state", "load", "machine", "now", "path", "provenance", "root", "summary",
+           "write"]
