@@ -68,12 +68,12 @@ times: data
 	MNF_BUDGET=gpu MNF_SMOKE=1 MNF_RECORD=1 $(BIN)/python tools/notebook.py smoke
 
 # The recorded runs the chapter "Multiplier-free MobileNetV2" renders (mnf/results/, mnf.results):
-# four variants x two seeds x ten minutes of training, then the ablations (eight rows x two seeds x
-# two minutes); about 2 h 15 min on a quiet two-core machine. Run it on a quiet machine.
+# four variants x two seeds x ten minutes of training, then the ablations (one lever per row, two
+# seeds, two epochs each); about 2 h on a quiet two-core machine. Run it on a quiet machine.
 results: data
 	$(BIN)/python benchmarks/bench_cpu_budget.py --experiment mobilenet_cpu10 --variants all --seeds 0,1 --record --quiet
 	$(BIN)/python benchmarks/bench_cpu_budget.py --experiment mobilenet_ablation --variants all --seeds 0,1 \
-		--minutes 2 --record --quiet
+		--epochs 2 --record --quiet
 
 clean:
 	rm -rf _build

@@ -110,7 +110,9 @@ def run(experiment: str, name: str, seed: int, data, model_kwargs: dict, recipe:
     model = mobilenet_v2(**model_kwargs, **spec["model"])
     teacher = teacher_for(spec.get("teacher"), seed, model_kwargs)
     params = sum(p.numel() for p in model.parameters())
-    speed = probe(model, data.train_images, data.train_labels, recipe, args.probe_steps, teacher)
+    # the probe only sizes the epochs: fixed --epochs skip it
+    speed = math.nan if args.epochs else probe(model, data.train_images, data.train_labels, recipe,
+                                               args.probe_steps, teacher)
     budget_s = args.minutes * 60
     n_train = len(data.train_images)
     epochs = args.epochs or math.floor(args.safety * budget_s * speed / n_train)
@@ -119,8 +121,9 @@ def run(experiment: str, name: str, seed: int, data, model_kwargs: dict, recipe:
         per_class = max(recipe["batch_size"] // 10 + 1, int(args.safety * budget_s * speed / 10))
         train = stratified_subset(*train, min(per_class, n_train // 10), seed=seed)
         epochs = 1
-    print(f"[{name} seed {seed}] {params:,} parameters; probe {speed:.0f} images/s -> {epochs} epoch(s) on "
-          f"{len(train[0]):,} images (budget {args.minutes:g} min)", flush=True)
+    sizing = f"fixed at {epochs} epoch(s)" if args.epochs else f"probe {speed:.0f} images/s -> {epochs} epoch(s)"
+    print(f"[{name} seed {seed}] {params:,} parameters; {sizing} on {len(train[0]):,} images"
+          + ("" if args.epochs else f" (budget {args.minutes:g} min)"), flush=True)
     fit_kwargs = {k: v for k, v in recipe.items() if k != "epochs"} | spec["fit"]
     commit, dirty = results.git_state()
     eval_every = min(args.eval_every, epochs) if args.eval_every else epochs
@@ -136,12 +139,13 @@ def run(experiment: str, name: str, seed: int, data, model_kwargs: dict, recipe:
         WEIGHTS.joinpath(experiment).mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), WEIGHTS / experiment / f"{name}-seed{seed}.pt")
         command = ["python", "benchmarks/bench_cpu_budget.py", "--experiment", experiment, "--variants", name,
-                   "--seeds", str(seed), "--minutes", f"{args.minutes:g}", "--eval-every", str(args.eval_every),
-                   "--threads", str(args.threads), "--record"] + (["--epochs", str(args.epochs)] if args.epochs else [])
+                   "--seeds", str(seed), "--eval-every", str(args.eval_every), "--threads", str(args.threads),
+                   "--record"] + (["--epochs", str(args.epochs)] if args.epochs else ["--minutes", f"{args.minutes:g}"])
         path = results.write(dict(
             experiment=experiment, variant=name, seed=seed,
-            budget=dict(minutes=args.minutes, threads=args.threads, safety=args.safety,
-                        probe_images_per_s=round(speed, 1), full_data=len(train[0]) == n_train),
+            budget=dict(minutes=None if args.epochs else args.minutes, epochs=args.epochs or None,
+                        threads=args.threads, safety=args.safety,
+                        probe_images_per_s=None if args.epochs else round(speed, 1), full_data=len(train[0]) == n_train),
             command=shlex.join(command), commit=commit, dirty=dirty, date=results.now(), machine=results.machine(),
             params=params, config=dict(model=model_kwargs | spec["model"], fit=fit_kwargs | dict(epochs=epochs),
                                        teacher=spec.get("teacher")),

@@ -39,5 +39,4 @@ ABLATIONS = {
     "adder_eta0.2": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}),
     "adder_no_eta": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=None)),
     "adder_distill": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}, teacher="vanilla"),
-    "adder_dw_wht_pw": dict(model=dict(pointwise="wht", depthwise="adder", wht_options=dict(scale=True)), fit={}),
 }
