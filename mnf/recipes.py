@@ -30,13 +30,13 @@ VARIANTS = {
 # Ablations (experiment ``mobilenet_ablation``): one lever changed per row.  "teacher" names the
 # variant whose recorded weights distil into the student (fit's ``teacher=``).
 ABLATIONS = {
-    "pw_wht_thresholds": dict(model=dict(pointwise="wht"), fit={}),
+    "pw_wht_thresholds": dict(model=dict(pointwise="wht", wht_options=dict(scale=False)), fit={}),
     "pw_wht_scale": dict(model=dict(pointwise="wht", wht_options=dict(scale=True)), fit={}),
     "pw_wht_scale_smooth": dict(model=dict(pointwise="wht", wht_options=dict(scale=True, threshold="smooth")),
                                 fit={}),
     "pw_wht_scale_distill": dict(model=dict(pointwise="wht", wht_options=dict(scale=True)), fit={},
                                  teacher="vanilla"),
-    "adder_eta0.2": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}),
+    "adder_eta0.2": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=0.2)),
     "adder_no_eta": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=None)),
     "adder_distill": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}, teacher="vanilla"),
 }
