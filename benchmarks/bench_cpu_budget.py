@@ -86,15 +86,16 @@ def probe(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, re
     return bs / statistics.median(times)
 
 
-def teacher_for(name: str | None, seed: int, model_kwargs: dict) -> torch.nn.Module | None:
-    """The recorded weights of variant ``name`` of ``mobilenet_cpu10`` and ``seed`` (``None`` for no teacher)."""
+def teacher_for(name: str | None, model_kwargs: dict) -> torch.nn.Module | None:
+    """The recorded weights of variant ``name`` of ``mobilenet_cpu10``, seed 0 (``None`` for no teacher):
+    one teacher for every student seed."""
     if name is None:
         return None
     from mnf.models import mobilenet_v2
-    path = WEIGHTS / "mobilenet_cpu10" / f"{name}-seed{seed}.pt"
+    path = WEIGHTS / "mobilenet_cpu10" / f"{name}-seed0.pt"
     if not path.is_file():
         raise SystemExit(f"no teacher weights at {path}: run --experiment mobilenet_cpu10 --variants {name} "
-                         f"--seeds {seed} first")
+                         "--seeds 0 --record first")
     teacher = mobilenet_v2(**model_kwargs, **VARIANTS[name]["model"])
     teacher.load_state_dict(torch.load(path, weights_only=True))
     return teacher.eval()
@@ -108,7 +109,7 @@ def run(experiment: str, name: str, seed: int, data, model_kwargs: dict, recipe:
     spec = EXPERIMENTS[experiment][name]
     torch.manual_seed(seed)
     model = mobilenet_v2(**model_kwargs, **spec["model"])
-    teacher = teacher_for(spec.get("teacher"), seed, model_kwargs)
+    teacher = teacher_for(spec.get("teacher"), model_kwargs)
     params = sum(p.numel() for p in model.parameters())
     # the probe only sizes the epochs: fixed --epochs skip it
     speed = math.nan if args.epochs else probe(model, data.train_images, data.train_labels, recipe,

@@ -27,16 +27,22 @@ VARIANTS = {
     "pw_wht": dict(model=dict(pointwise="wht"), fit={}),
     "adder": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}),
 }
-# Ablations (experiment ``mobilenet_ablation``): one lever changed per row.  "teacher" names the
-# variant whose recorded weights distil into the student (fit's ``teacher=``).
+# Ablations (experiment ``mobilenet_ablation``): one lever changed per row, "about" says which.
+# "teacher" names the variant of ``mobilenet_cpu10`` whose recorded weights (seed 0) distil into
+# the student (fit's ``teacher=``).
 ABLATIONS = {
-    "pw_wht_thresholds": dict(model=dict(pointwise="wht", wht_options=dict(scale=False)), fit={}),
-    "pw_wht_scale": dict(model=dict(pointwise="wht", wht_options=dict(scale=True)), fit={}),
+    "pw_wht_thresholds": dict(model=dict(pointwise="wht", wht_options=dict(scale=False)), fit={},
+                              about="WHT pointwise: soft thresholds only"),
+    "pw_wht_scale": dict(model=dict(pointwise="wht", wht_options=dict(scale=True)), fit={},
+                         about="WHT pointwise: + a trainable scale per coefficient"),
     "pw_wht_scale_smooth": dict(model=dict(pointwise="wht", wht_options=dict(scale=True, threshold="smooth")),
-                                fit={}),
+                                fit={}, about="WHT pointwise: + scale, smooth instead of soft thresholds"),
     "pw_wht_scale_distill": dict(model=dict(pointwise="wht", wht_options=dict(scale=True)), fit={},
-                                 teacher="vanilla"),
-    "adder_eta0.2": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=0.2)),
-    "adder_no_eta": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=None)),
-    "adder_distill": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}, teacher="vanilla"),
+                                 teacher="vanilla", about="WHT pointwise: + scale, distilled from vanilla"),
+    "adder_eta0.2": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=0.2),
+                         about="adder: adaptive learning rate η = 0.2"),
+    "adder_no_eta": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=None),
+                         about="adder: no adaptive learning rate"),
+    "adder_distill": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}, teacher="vanilla",
+                          about="adder: η = 0.2, distilled from vanilla"),
 }

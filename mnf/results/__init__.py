@@ -161,5 +161,52 @@ def curve(record: dict[str, Any], key: str = "test_acc") -> tuple[list[float], l
     return [row["epoch"] for row in rows], [row[key] for row in rows]
 
 
-__all__ = ["FIELDS", "curve", "git_state", "load", "machine", "now", "path", "provenance", "root", "summary",
-           "write"]
+def table(records: list[dict[str, Any]], *, baseline: str | None = None, labels: dict[str, str] | None = None,
+          caption: str | None = None):
+    """The records as a :class:`mnf.tables.Table`: per variant the parameters, epochs, training time,
+    images/s, the test accuracy of every seed, their mean and (with ``baseline``) the mean's
+    difference to that variant's in points.  ``labels`` renames variants; the caption defaults
+    to :func:`provenance`."""
+    from mnf.tables import table as make
+
+    rows = summary(records)
+    if baseline is not None and baseline not in rows:
+        raise ValueError(f"baseline {baseline!r} is not among the recorded variants {list(rows)}")
+    labels = labels or {}
+    header = ["variant", "parameters", "epochs", "training time", "images/s", "test accuracy per seed", "mean"]
+    header += [f"vs {labels.get(baseline, baseline)}"] if baseline else []
+    body = []
+    for variant, r in rows.items():
+        seeds = ", ".join(f"{100 * v:.2f} %" for _, v in sorted(r["seeds"].items()))
+        row = [labels.get(variant, variant), f"{r['params']:,}", f"{r['epochs']:g}", f"{r['train_time_s'] / 60:.1f} min",
+               f"{r['images_per_s']:,.0f}", seeds, f"{100 * r['mean']:.2f} %"]
+        if baseline:
+            row.append(f"{100 * (r['mean'] - rows[baseline]['mean']):+.2f}")
+        body.append(row)
+    return make(header, body, caption=caption or provenance(records))
+
+
+def plot_curves(records: list[dict[str, Any]], *, labels: dict[str, str] | None = None, key: str = "test_acc",
+                ax=None):
+    """Test accuracy (``key``) against epochs: one line per record, a colour per variant; returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.8, 3.4))
+    labels = labels or {}
+    colors = {}
+    for r in records:
+        color = colors.setdefault(r["variant"], plt.get_cmap("tab10").colors[len(colors) % 10])
+        x, y = curve(r, key)
+        ax.plot(x, [100 * v for v in y], marker="o", ms=3, lw=1.4, color=color,
+                label=f"{labels.get(r['variant'], r['variant'])}" if r["seed"] == min(
+                    q["seed"] for q in records if q["variant"] == r["variant"]) else None,
+                ls="-" if r["seed"] % 2 == 0 else "--")
+    ax.set(xlabel="epoch", ylabel=f"{key.replace('_', ' ')} (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+__all__ = ["FIELDS", "curve", "git_state", "load", "machine", "now", "path", "plot_curves", "provenance", "root",
+           "summary", "table", "write"]
