@@ -6,10 +6,13 @@ and the numbers the benchmark checks come from the same settings.
 - ``CPU_MODEL``: a reduced MobileNetV2 that two CPU cores train to useful accuracy in minutes
   (ImageNet layout and strides, width 1.0, one or two blocks per stage): 1,227,914 parameters.
   Wide on small maps rather than narrow on large ones, because in a budget of minutes the cheaper
-  step buys more epochs (``benchmarks/bench_cpu_budget.py``; results in ``book/notes/training.md``).
+  step buys more epochs (``book/notes/training.md``).
 - ``GPU_MODEL``: the full CIFAR-layout MobileNetV2 (seed 002): 2,296,922 parameters.
-- ``CPU_RECIPE`` / ``GPU_RECIPE``: keyword arguments of :func:`mnf.train.fit` plus ``epochs``;
-  ``CPU_RECIPE``'s epochs are what fit in ten minutes on two cores (``benchmarks/bench_cpu_budget.py``).
+- ``CPU_RECIPE`` / ``GPU_RECIPE``: keyword arguments of :func:`mnf.train.fit` plus ``epochs``.
+  ``CPU_RECIPE``'s epochs are a default for scripts; ``benchmarks/bench_cpu_budget.py`` sizes the
+  epochs of a ten-minute run to the machine's measured speed instead.
+- ``VARIANTS`` / ``ABLATIONS``: the runs of the recorded experiments ``mobilenet_cpu10`` and
+  ``mobilenet_ablation`` (``mnf.results``), rendered by the chapter "Multiplier-free MobileNetV2".
 """
 CPU_MODEL = dict(layout="imagenet", width=1.0, stem_stride=2, blocks=(1, 1, 2, 2, 1, 1, 1), dropout=0.0)
 GPU_MODEL = dict(layout="cifar", width=1.0)
