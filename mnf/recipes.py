@@ -34,6 +34,7 @@ VARIANTS = {
 # "teacher" names the variant of ``mobilenet_cpu10`` whose recorded weights (seed 0) distil into
 # the student (fit's ``teacher=``).
 ABLATIONS = {
+    "vanilla": dict(model={}, fit={}, about="vanilla (the reference: convolutions)"),
     "pw_wht_thresholds": dict(model=dict(pointwise="wht", wht_options=dict(scale=False)), fit={},
                               about="WHT pointwise: soft thresholds only"),
     "pw_wht_scale": dict(model=dict(pointwise="wht", wht_options=dict(scale=True)), fit={},
@@ -42,6 +43,8 @@ ABLATIONS = {
                                 fit={}, about="WHT pointwise: + scale, smooth instead of soft thresholds"),
     "pw_wht_scale_distill": dict(model=dict(pointwise="wht", wht_options=dict(scale=True)), fit={},
                                  teacher="vanilla", about="WHT pointwise: + scale, distilled from vanilla"),
+    "pw_wht_scale_late": dict(model=dict(pointwise=["conv"] * 3 + ["wht"] * 4, wht_options=dict(scale=True)),
+                              fit={}, about="WHT pointwise with scale from stage 4 on, convolutions in stages 1-3"),
     "adder_eta0.2": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=0.2),
                          about="adder: adaptive learning rate η = 0.2"),
     "adder_no_eta": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=None),

@@ -221,3 +221,20 @@ def test_resume_of_a_model_built_with_a_role_keyword(tmp_path):
     fit(resumed, data, epochs=2, batch_size=20, progress=False, out=tmp_path)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_mobilenet_kinds_per_stage():
+    """``pointwise`` / ``depthwise`` as one kind per stage: the listed stages get the listed kind."""
+    from mnf.layers.wht import WHTPointwise
+    from mnf.models import build
+    kw = dict(layout="imagenet", width=0.25, stem_stride=2, blocks=(1, 1, 1, 1, 1, 1, 1))
+    kinds = ["conv"] * 3 + ["wht"] * 4
+    model = mobilenet_v2(**kw, pointwise=kinds)
+    blocks = [m for m in model.features if hasattr(m, "body")]
+    for block, kind in zip(blocks, kinds):
+        assert any(isinstance(m, WHTPointwise) for m in block.modules()) == (kind == "wht")
+    assert build(**model.arch).state_dict().keys() == model.state_dict().keys()
+    with pytest.raises(ValueError, match="pointwise must be one kind or 7 kinds"):
+        mobilenet_v2(**kw, pointwise=["wht"] * 3)
+    with pytest.raises(ValueError, match="unknown pointwise layer 'fft'"):
+        mobilenet_v2(**kw, pointwise=["conv"] * 6 + ["fft"])

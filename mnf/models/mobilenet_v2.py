@@ -50,6 +50,16 @@ def check_blocks(blocks) -> list[int]:
     return [int(n) for n in blocks]
 
 
+def per_stage(role: str, kind, valid: tuple[str, ...]) -> list[str]:
+    """A role's kind for every stage: one kind for all, or a list/tuple of ``len(STAGES)`` kinds."""
+    if isinstance(kind, (list, tuple)):
+        if len(kind) != len(STAGES):
+            raise ValueError(f"mobilenet_v2: {role} must be one kind or {len(STAGES)} kinds (one per stage), "
+                             f"got {len(kind)}: {list(kind)}")
+        return [check(role, k, valid) for k in kind]
+    return [check(role, kind, valid)] * len(STAGES)
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round ``value`` to a multiple of ``divisor`` without going below 90 % of it (torchvision)."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
@@ -87,14 +97,14 @@ class MobileNetV2(nn.Module):
     """MobileNetV2: ``(N, 3, S, S)`` float images → ``(N, num_classes)`` logits.  See the module doc."""
 
     def __init__(self, *, layout: str = "cifar", width: float = 1.0, num_classes: int = 10,
-                 pointwise: str = "conv", depthwise: str = "conv", last: str = "conv",
+                 pointwise: str | list[str] = "conv", depthwise: str | list[str] = "conv", last: str = "conv",
                  blocks: tuple[int, ...] | list[int] | None = None, stem_stride: int | None = None,
                  input_size: int = 32, dropout: float | None = None, wht_options: dict | None = None):
         super().__init__()
         wht_options = check_wht_options(wht_options, "mobilenet_v2")
         check("layout", layout, LAYOUTS)
-        check("pointwise", pointwise, POINTWISE)
-        check("depthwise", depthwise, DEPTHWISE)
+        pointwise_kinds = per_stage("pointwise", pointwise, POINTWISE)
+        depthwise_kinds = per_stage("depthwise", depthwise, DEPTHWISE)
         check("last", last, LAST)
         blocks = [n for _, _, n, _ in STAGES] if blocks is None else check_blocks(blocks)
         width = _check.real("width", width, 0, low_open=True, owner="mobilenet_v2")
@@ -117,8 +127,8 @@ class MobileNetV2(nn.Module):
             cout = make_divisible(c * width)
             for j in range(n):
                 stride = s if j == 0 else 1
-                layers.append(InvertedResidual(cin, cout, stride, t, size, layout, pointwise, depthwise, act,
-                                               wht_options))
+                layers.append(InvertedResidual(cin, cout, stride, t, size, layout, pointwise_kinds[i],
+                                               depthwise_kinds[i], act, wht_options))
                 cin, size = cout, -(-size // stride)
         if last == "conv":
             features = make_divisible(1280 * max(1.0, width))
@@ -137,7 +147,7 @@ class MobileNetV2(nn.Module):
 
 
 def mobilenet_v2(*, layout: str = "cifar", width: float = 1.0, num_classes: int = 10,
-                 pointwise: str = "conv", depthwise: str = "conv", last: str = "conv",
+                 pointwise: str | list[str] = "conv", depthwise: str | list[str] = "conv", last: str = "conv",
                  blocks: tuple[int, ...] | list[int] | None = None, stem_stride: int | None = None,
                  input_size: int | None = None, dropout: float | None = None,
                  wht_options: dict | None = None) -> MobileNetV2:
@@ -146,8 +156,9 @@ def mobilenet_v2(*, layout: str = "cifar", width: float = 1.0, num_classes: int 
     layout       ``"imagenet"`` (torchvision) or ``"cifar"`` (kuangliu / seed 002).
     width        width multiplier; channels are ``make_divisible(c · width, 8)``.
     num_classes  size of the classifier output.
-    pointwise    expansion / projection / shortcut 1×1 layers: ``"conv" | "wht" | "adder"``.
-    depthwise    3×3 depthwise layers: ``"conv" | "adder" | "wht2d"``.
+    pointwise    expansion / projection / shortcut 1×1 layers: ``"conv" | "wht" | "adder"``, or a
+                 list of 7 of them, one per stage (e.g. convolutions in the early stages).
+    depthwise    3×3 depthwise layers: ``"conv" | "adder" | "wht2d"``, or one per stage.
     last         the last 1×1 (320→1280) conv + BN + act: ``"conv"``, or ``"wht"``: a
                  ``WHTPointwise(320, 320)`` and the classifier on 320 features (seed 000).
     blocks       blocks per stage (7 numbers), default ``(1, 2, 3, 4, 3, 3, 1)``.
@@ -163,8 +174,9 @@ def mobilenet_v2(*, layout: str = "cifar", width: float = 1.0, num_classes: int 
     can rebuild it with :func:`mnf.models.build`.
     """
     input_size = (32 if layout == "cifar" else 224) if input_size is None else input_size
-    kwargs = dict(layout=layout, width=width, num_classes=num_classes, pointwise=pointwise,
-                  depthwise=depthwise, last=last, blocks=None if blocks is None else check_blocks(blocks),
+    kwargs = dict(layout=layout, width=width, num_classes=num_classes,
+                  pointwise=list(pointwise) if isinstance(pointwise, (list, tuple)) else pointwise,
+                  depthwise=list(depthwise) if isinstance(depthwise, (list, tuple)) else depthwise, last=last, blocks=None if blocks is None else check_blocks(blocks),
                   stem_stride=stem_stride, input_size=input_size, dropout=dropout,
                   wht_options=check_wht_options(wht_options, "mobilenet_v2") or None)
     model = MobileNetV2(**kwargs)
