@@ -47,6 +47,8 @@ ABLATIONS = {
                               fit={}, about="WHT pointwise with scale from stage 4 on, convolutions in stages 1-3"),
     "adder_eta0.2": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=0.2),
                          about="adder: adaptive learning rate η = 0.2"),
+    "adder_eta0.5": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=0.5),
+                         about="adder: adaptive learning rate η = 0.5"),
     "adder_no_eta": dict(model=dict(pointwise="adder", depthwise="adder"), fit=dict(adder_eta=None),
                          about="adder: no adaptive learning rate"),
     "adder_distill": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}, teacher="vanilla",
