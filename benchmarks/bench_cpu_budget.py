@@ -86,13 +86,13 @@ def probe(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, re
     return bs / statistics.median(times)
 
 
-def teacher_for(name: str | None, model_kwargs: dict) -> torch.nn.Module | None:
+def teacher_for(name: str | None, model_kwargs: dict, weights: Path) -> torch.nn.Module | None:
     """The recorded weights of variant ``name`` of ``mobilenet_cpu10``, seed 0 (``None`` for no teacher):
     one teacher for every student seed."""
     if name is None:
         return None
     from mnf.models import mobilenet_v2
-    path = WEIGHTS / "mobilenet_cpu10" / f"{name}-seed0.pt"
+    path = weights / "mobilenet_cpu10" / f"{name}-seed0.pt"
     if not path.is_file():
         raise SystemExit(f"no teacher weights at {path}: run --experiment mobilenet_cpu10 --variants {name} "
                          "--seeds 0 --record first")
@@ -109,7 +109,7 @@ def run(experiment: str, name: str, seed: int, data, model_kwargs: dict, recipe:
     spec = EXPERIMENTS[experiment][name]
     torch.manual_seed(seed)
     model = mobilenet_v2(**model_kwargs, **spec["model"])
-    teacher = teacher_for(spec.get("teacher"), model_kwargs)
+    teacher = teacher_for(spec.get("teacher"), model_kwargs, Path(args.weights))
     params = sum(p.numel() for p in model.parameters())
     # the probe only sizes the epochs: fixed --epochs skip it
     speed = math.nan if args.epochs else probe(model, data.train_images, data.train_labels, recipe,
@@ -137,8 +137,11 @@ def run(experiment: str, name: str, seed: int, data, model_kwargs: dict, recipe:
                images_per_s=sum(r["images_per_s"] * r["time"] for r in history.rows) / train_s,
                test_acc=acc)
     if args.record:
-        WEIGHTS.joinpath(experiment).mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), WEIGHTS / experiment / f"{name}-seed{seed}.pt")
+        weights = Path(args.weights) / experiment
+        weights.mkdir(parents=True, exist_ok=True)
+        tmp = weights / f"{name}-seed{seed}.pt.tmp"
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(weights / f"{name}-seed{seed}.pt")
         command = ["python", "benchmarks/bench_cpu_budget.py", "--experiment", experiment, "--variants", name,
                    "--seeds", str(seed), "--eval-every", str(args.eval_every), "--threads", str(args.threads),
                    "--record"] + (["--epochs", str(args.epochs)] if args.epochs else ["--minutes", f"{args.minutes:g}"])
@@ -166,6 +169,7 @@ def main() -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--record", action="store_true", help="store each run in mnf/results/<experiment>/")
     p.add_argument("--eval-every", type=int, default=2, help="test-set evaluation every this many epochs")
+    p.add_argument("--weights", default=str(WEIGHTS), help=f"where --record keeps final weights (default {WEIGHTS})")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--epochs", type=int, default=0, help="fix the epochs instead of sizing them to the budget")
     p.add_argument("--safety", type=float, default=0.9, help="share of the budget the epochs are sized to")
