@@ -70,3 +70,29 @@ def test_recorded_files_are_complete():
         assert f.name == f"{rec['variant']}-seed{rec['seed']}.json" and f.parent.name == rec["experiment"]
         assert results.curve(rec)[1][-1] == rec["final"]["test_acc"]
         assert rec["final"]["epochs"] == len(rec["history"])
+
+
+@pytest.mark.slow
+def test_bench_cpu_budget_records_a_run(tmp_path):
+    """The recording benchmark end to end on a budget of seconds: the file has every field and its
+    command names the run; weights go where --weights says."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    data = os.environ.get("MNF_DATA", str(root / ".data"))
+    if not (Path(data) / "cifar-10-batches-py" / "test_batch").is_file():
+        pytest.skip(f"no CIFAR-10 at {data}")
+    env = dict(os.environ, MNF_RESULTS=str(tmp_path / "results"), MNF_DATA=data)
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_cpu_budget.py"), "--minutes", "0.02",
+                          "--variants", "pw_wht", "--seeds", "3", "--record", "--quiet", "--weights",
+                          str(tmp_path / "weights")], capture_output=True, text=True, env=env, cwd=root, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rec = results.load("mobilenet_cpu10", tmp_path / "results")
+    assert [(r["variant"], r["seed"]) for r in rec] == [("pw_wht", 3)]
+    r = rec[0]
+    assert set(results.FIELDS) <= set(r) and "--variants pw_wht --seeds 3" in r["command"] and "--record" in r["command"]
+    assert r["budget"]["full_data"] is False and r["final"]["epochs"] == 1 == len(r["history"])
+    assert (tmp_path / "weights" / "mobilenet_cpu10" / "pw_wht-seed3.pt").is_file()
