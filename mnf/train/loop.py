@@ -74,7 +74,9 @@ def fit(model: nn.Module, data: Any, *, epochs: int, batch_size: int = 128, lr: 
                 outputs, run in eval mode without gradients on every training batch.  The loss is
                 ``(1 − distill) · CE(s, y) + distill · temperature² · KL(softmax(t/τ) ‖ softmax(s/τ))``
                 with ``s``, ``t`` the student's and teacher's logits and ``τ = temperature``.
-                The teacher's forward pass is part of every step (and of the step time).
+                The teacher is moved to the training device (and memory format) and put in eval mode;
+                its forward pass is part of every step (and of the step time).  A checkpoint does not
+                hold the teacher: pass it again when resuming.
     distill     weight of the distillation term in [0, 1] (used only with a ``teacher``).
     temperature τ > 0 of the softened distributions.
 
