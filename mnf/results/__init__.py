@@ -202,7 +202,8 @@ def plot_curves(records: list[dict[str, Any]], *, labels: dict[str, str] | None 
                 label=f"{labels.get(r['variant'], r['variant'])}" if r["seed"] == min(
                     q["seed"] for q in records if q["variant"] == r["variant"]) else None,
                 ls="-" if r["seed"] % 2 == 0 else "--")
-    ax.set(xlabel="epoch", ylabel=f"{key.replace('_', ' ')} (%)")
+    names = {"test_acc": "test accuracy", "train_acc": "training accuracy"}
+    ax.set(xlabel="epoch", ylabel=f"{names.get(key, key.replace('_', ' '))} (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     return ax
