@@ -29,7 +29,7 @@ def test_write_load_summary(tmp_path):
     assert s["vanilla"]["mean"] == pytest.approx(0.77) and s["vanilla"]["seeds"] == {0: 0.78, 1: 0.76}
     assert results.curve(loaded[1]) == ([2], [0.78])   # the NaN epoch (not evaluated) is left out
     text = str(results.table(loaded, baseline="vanilla"))
-    assert "78.00 %, 76.00 %" in text and "-7.00" in text and "recorded runs: 3" in text
+    assert "78.00\u202f%, 76.00\u202f%" in text and "-7.00" in text and "recorded runs: 3" in text
     assert results.load("nothing", tmp_path) == []
 
 

@@ -163,9 +163,9 @@ def curve(record: dict[str, Any], key: str = "test_acc") -> tuple[list[float], l
 
 def table(records: list[dict[str, Any]], *, baseline: str | None = None, labels: dict[str, str] | None = None,
           caption: str | None = None):
-    """The records as a :class:`mnf.tables.Table`: per variant the parameters, epochs, training time,
-    images/s, the test accuracy of every seed, their mean and (with ``baseline``) the mean's
-    difference to that variant's in points.  ``labels`` renames variants; the caption defaults
+    """The records as a :class:`mnf.tables.Table`: per variant the parameters, mean epochs and training
+    time, the test accuracy of every seed, their mean and (with ``baseline``) the mean's difference
+    to that variant's in points (images/s: :func:`summary`).  ``labels`` renames variants; the caption defaults
     to :func:`provenance`."""
     from mnf.tables import table as make
 
@@ -173,13 +173,13 @@ def table(records: list[dict[str, Any]], *, baseline: str | None = None, labels:
     if baseline is not None and baseline not in rows:
         raise ValueError(f"baseline {baseline!r} is not among the recorded variants {list(rows)}")
     labels = labels or {}
-    header = ["variant", "parameters", "epochs", "training time", "images/s", "test accuracy per seed", "mean"]
+    header = ["variant", "parameters", "epochs (training time)", "test accuracy per seed", "mean"]
     header += [f"vs {labels.get(baseline, baseline)}"] if baseline else []
     body = []
     for variant, r in rows.items():
-        seeds = ", ".join(f"{100 * v:.2f} %" for _, v in sorted(r["seeds"].items()))
-        row = [labels.get(variant, variant), f"{r['params']:,}", f"{r['epochs']:g}", f"{r['train_time_s'] / 60:.1f} min",
-               f"{r['images_per_s']:,.0f}", seeds, f"{100 * r['mean']:.2f} %"]
+        seeds = ", ".join(f"{100 * v:.2f}\u202f%" for _, v in sorted(r["seeds"].items()))
+        row = [labels.get(variant, variant), f"{r['params']:,}", f"{r['epochs']:g} ({r['train_time_s'] / 60:.1f} min)",
+               seeds, f"{100 * r['mean']:.2f}\u202f%"]
         if baseline:
             row.append(f"{100 * (r['mean'] - rows[baseline]['mean']):+.2f}")
         body.append(row)
