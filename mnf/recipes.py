@@ -27,7 +27,7 @@ GPU_RECIPE = dict(batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, sched
 VARIANTS = {
     "vanilla": dict(model={}, fit={}),
     "last_wht": dict(model=dict(last="wht"), fit={}),
-    "pw_wht": dict(model=dict(pointwise="wht"), fit={}),
+    "pw_wht": dict(model=dict(pointwise="wht"), fit={}),   # the policy's default: thresholds and scales
     "adder": dict(model=dict(pointwise="adder", depthwise="adder"), fit={}),
 }
 # Ablations (experiment ``mobilenet_ablation``): one lever changed per row, "about" says which.

@@ -59,7 +59,7 @@ def test_wht_options_reach_every_block_layer_and_survive_build():
     model = mobilenet_v2(**SMALL, pointwise="wht", wht_options=dict(scale=True, threshold="smooth"))
     layers = [m for m in model.modules() if isinstance(m, WHTPointwise)]
     assert layers and all(m.scale is not None and m.kind == "smooth" for m in layers)
-    plain = mobilenet_v2(**SMALL, pointwise="wht")
+    plain = mobilenet_v2(**SMALL, pointwise="wht", wht_options=dict(scale=False))
     extra = sum(m.n for m in layers)   # one scale per coefficient
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in plain.parameters()) + extra
     again = build(**model.arch)
@@ -74,3 +74,10 @@ def test_wht_options_reach_every_block_layer_and_survive_build():
 def test_bad_wht_options(options, error, message):
     with pytest.raises(error, match=message):
         mobilenet_v2(**SMALL, pointwise="wht", wht_options=options)
+
+
+def test_the_policy_gives_block_wht_layers_scales():
+    layers = [m for m in mobilenet_v2(**SMALL, pointwise="wht").modules() if isinstance(m, WHTPointwise)]
+    assert all(m.scale is not None for m in layers)
+    last = mobilenet_v2(**SMALL, last="wht").features[-1]
+    assert isinstance(last, WHTPointwise) and last.scale is None   # the last layer keeps its defaults

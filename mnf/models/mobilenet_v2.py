@@ -166,9 +166,9 @@ def mobilenet_v2(*, layout: str = "cifar", width: float = 1.0, num_classes: int 
     input_size   image side the model is built for (only ``"wht2d"`` needs it), default 224 / 32.
     dropout      before the classifier, default 0.2 (imagenet) / 0 (cifar).
     wht_options  with ``pointwise="wht"``: keyword arguments of every block's ``WHTPointwise``
-                 (``scale``, ``threshold``, ``init``, ``block_size``, ``keep_dc``), e.g.
-                 ``dict(scale=True)`` for per-coefficient scales [pan2021fast]; ``last="wht"``
-                 keeps its own defaults.
+                 (``scale``, ``threshold``, ``init``, ``block_size``, ``keep_dc``); the blocks'
+                 WHT layers have per-coefficient scales [pan2021fast] unless
+                 ``dict(scale=False)``; ``last="wht"`` keeps the layer's own defaults.
 
     The model carries ``model.arch = {"name": "mobilenet_v2", "kwargs": {...}}`` so a checkpoint
     can rebuild it with :func:`mnf.models.build`.

@@ -6,7 +6,7 @@ named after the layer of the original network being replaced (its role: ``pointw
 the one set of layer kinds all models draw from; :data:`ROLES` lists, per registered builder,
 which kinds each role accepts.  The factories below build a layer of a kind for a role::
 
-    pointwise("wht", 32, 192)   # WHTPointwise(32, 192, expand="repeat"): drop-in for Conv2d(32, 192, 1)
+    pointwise("wht", 32, 192)   # WHTPointwise(32, 192, expand="repeat", scale=True): for Conv2d(32, 192, 1)
     depthwise("adder", 192, stride=2, size=32)   # Adder2d(192, 192, 3, 2, 1, groups=192)
     conv3x3("separable_adder", 16, 32, stride=2)  # dwAdder 3×3, BN, ReLU, pwAdder 1×1
 
@@ -20,7 +20,7 @@ from torch import nn
 KINDS: dict[str, str] = {
     "conv": "the original layer: nn.Conv2d of the role's shape (no bias)",
     "adder": "Adder2d of the same shape (AdderNet: -sum |x - w|)",
-    "wht": "WHTPointwise: a 1×1 layer by a channel Walsh–Hadamard transform and trainable thresholds",
+    "wht": "WHTPointwise: a 1×1 layer by a channel Walsh–Hadamard transform, trainable thresholds and scales",
     "wht2d": "WHTSpatial: a 2-D WHT of every channel's image with trainable thresholds "
              "(small_cnn: OrthonormalWHT2d, the same in orthonormal units)",
     "separable_adder": "depthwise Adder2d 3×3, BN, ReLU, pointwise Adder2d 1×1 (Urso 2022 §4.4)",
@@ -74,8 +74,9 @@ def check_wht_options(options: dict | None, owner: str) -> dict:
 def pointwise(kind: str, cin: int, cout: int, stride: int = 1, wht_options: dict | None = None) -> nn.Module:
     """A 1×1 layer ``(N, cin, H, W) -> (N, cout, H/stride, W/stride)`` without bias.
 
-    ``wht_options``: keyword arguments of the ``"wht"`` kind's ``WHTPointwise`` (:data:`WHT_OPTIONS`,
-    e.g. ``dict(scale=True)``); ignored by the other kinds.
+    The ``"wht"`` kind is ``WHTPointwise(cin, cout, stride, expand="repeat", scale=True)``;
+    ``wht_options`` changes its keyword arguments (:data:`WHT_OPTIONS`, e.g. ``dict(scale=False)``
+    for thresholds only); the other kinds ignore it.
     """
     check("pointwise", kind, POINTWISE)
     if kind == "conv":
@@ -86,7 +87,11 @@ def pointwise(kind: str, cin: int, cout: int, stride: int = 1, wht_options: dict
     from mnf.layers.wht import WHTPointwise
     # repeat, not zero-pad, on expansion: zero-padded extra channels carry only threshold terms,
     # which the batch norm after the layer blows up (see WHTPointwise)
-    return WHTPointwise(cin, cout, stride, expand="repeat", **check_wht_options(wht_options, "pointwise"))
+    # per-coefficient scales by default: with them the layer learns a dyadic convolution over the
+    # channels, not only a mask, and in the recorded ablation (mnf/results/mobilenet_ablation) the
+    # network learned more per epoch with them; wht_options=dict(scale=False) gives thresholds only
+    options = {"scale": True} | check_wht_options(wht_options, "pointwise")
+    return WHTPointwise(cin, cout, stride, expand="repeat", **options)
 
 
 def depthwise(kind: str, channels: int, stride: int, size: int | tuple[int, int]) -> nn.Module:
