@@ -174,9 +174,11 @@ def mobilenet_v2(*, layout: str = "cifar", width: float = 1.0, num_classes: int 
     can rebuild it with :func:`mnf.models.build`.
     """
     input_size = (32 if layout == "cifar" else 224) if input_size is None else input_size
-    kwargs = dict(layout=layout, width=width, num_classes=num_classes,
-                  pointwise=list(pointwise) if isinstance(pointwise, (list, tuple)) else pointwise,
-                  depthwise=list(depthwise) if isinstance(depthwise, (list, tuple)) else depthwise, last=last, blocks=None if blocks is None else check_blocks(blocks),
+    def plain(kind):   # one kind per stage is stored as a list (JSON-like arch for checkpoints)
+        return list(kind) if isinstance(kind, (list, tuple)) else kind
+
+    kwargs = dict(layout=layout, width=width, num_classes=num_classes, pointwise=plain(pointwise),
+                  depthwise=plain(depthwise), last=last, blocks=None if blocks is None else check_blocks(blocks),
                   stem_stride=stem_stride, input_size=input_size, dropout=dropout,
                   wht_options=check_wht_options(wht_options, "mobilenet_v2") or None)
     model = MobileNetV2(**kwargs)
