@@ -1,8 +1,8 @@
 """The CPU kernel choice: NumPy in, NumPy out, and every threshold that picks a kernel.
 
-Each threshold sits where the times of two candidate kernels cross; the measurements behind
-them are in ``book/notes/adder_kernels.md`` and the cases of ``benchmarks/bench_adder.py``
-(:mod:`mnf.bench.adder`) measure them. Arguments: NumPy arrays of one float dtype (float32 or
+Each threshold sits where the times of two candidate kernels cross; the reasons are in
+``book/notes/adder_kernels.md``, the measurements that placed them in the commit history, and
+the cases of ``benchmarks/bench_adder.py`` (:mod:`mnf.bench.adder`) measure the layers. Arguments: NumPy arrays of one float dtype (float32 or
 float64), any strides, already validated by :func:`mnf.adder.adder2d`; results are new
 C-contiguous arrays. Axis letters as in :mod:`mnf.adder.cpu`.
 """
