@@ -69,7 +69,8 @@ times: data
 
 # The recorded runs the chapter "Multiplier-free MobileNetV2" renders (mnf/results/, mnf.results):
 # four variants x two seeds x ten minutes of training, then the ablations (one lever per row, two
-# seeds, two epochs each); about 2 h on a quiet two-core machine. Run it on a quiet machine.
+# seeds, two epochs each): about 2 h 30 min on the two-core machine the records come from (the
+# ten-minute runs take 10-11 min each with evaluation, the 20 ablation runs about an hour).
 results: data
 	$(BIN)/python benchmarks/bench_cpu_budget.py --experiment mobilenet_cpu10 --variants all --seeds 0,1 --record --quiet
 	$(BIN)/python benchmarks/bench_cpu_budget.py --experiment mobilenet_ablation --variants all --seeds 0,1 \
