@@ -75,6 +75,7 @@ results: data
 	$(BIN)/python benchmarks/bench_cpu_budget.py --experiment mobilenet_cpu10 --variants all --seeds 0,1 --record --quiet
 	$(BIN)/python benchmarks/bench_cpu_budget.py --experiment mobilenet_ablation --variants all --seeds 0,1 \
 		--epochs 2 --record --quiet
+	$(BIN)/python tools/notebook.py forget book/mobilenet/multiplier_free.ipynb   # re-render the records
 
 clean:
 	rm -rf _build

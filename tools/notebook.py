@@ -8,6 +8,7 @@
                                                   # budget, no warnings or errors in any output
     python tools/notebook.py smoke [CHAPTER ...]  # execute chapters with MNF_SMOKE=1 (make test: MNF_BUDGET=gpu)
     python tools/notebook.py record-times         # store the last build's per-chapter times (mnf/chapter_times.json)
+    python tools/notebook.py forget CHAPTER ...   # drop the chapters' cached outputs (all budgets): rebuilt next time
 
 Every chapter opens with a markdown cell (title and what the reader will learn) followed by
 the setup cell rendered by :func:`setup_cell` from ``_config.yml``'s ``repository`` section --
@@ -131,6 +132,28 @@ def executed(budget: str, build_dir: Path = ROOT / "_build") -> dict[Path, tuple
             continue
         found[chapter] = (cache.get_cache_bundle(record.pk).nb, record.data.get("execution_seconds"))
     return found
+
+
+def forget(paths: list[Path], build_dir: Path = ROOT / "_build") -> int:
+    """Drop the cached outputs of the chapters ``paths`` from every budget's cache; returns how many.
+
+    Jupyter Book's cache is keyed by a chapter's code: a chapter that renders recorded results
+    (``mnf/results``) keeps its old outputs when only the files change, so ``make results`` calls
+    this for the chapters that read them; the next build executes them again.
+    """
+    from jupyter_cache import get_cache
+
+    dropped = 0
+    for folder in sorted(build_dir.glob(".jupyter_cache-*")):
+        cache = get_cache(folder)
+        for path in paths:
+            try:
+                record = cache.match_cache_notebook(nbformat.read(path, as_version=4))
+            except KeyError:
+                continue
+            cache.remove_cache_record(record.pk)
+            dropped += 1
+    return dropped
 
 
 def build_problems(budget: str, build_dir: Path = ROOT / "_build") -> list[str]:
@@ -370,6 +393,14 @@ def main(argv: list[str]) -> int:
         return 1 if found else 0
     if argv[:1] == ["build"]:
         return build(resolved_budget())
+    if argv[:1] == ["forget"] and argv[1:]:
+        paths = [Path(a).resolve() for a in argv[1:]]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            print(f"no such chapter: {', '.join(missing)}")
+            return 2
+        print(f"dropped {forget(paths)} cached execution(s)")
+        return 0
     if argv[:1] == ["record-times"]:
         budget = resolved_budget()
         record(budget, recorded_times(budget), method="execution time of the book build (jupyter-cache)")
