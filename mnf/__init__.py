@@ -1,6 +1,6 @@
 """mnf: multiplier-free deep learning.
 
-Subpackages (import what you need; only torch is imported here, see below):
+Subpackages (import what you need; nothing heavy is imported here unless MNF_SPIN=short, see below):
 
 - ``mnf.data``        CIFAR-10 as uint8 tensors, download, batched augmentation
 - ``mnf.transforms``  Walsh-Hadamard transforms: matrices, orderings, fast kernels
