@@ -238,16 +238,12 @@ def overruns(budget: str, factor: float = 1.5) -> list[str]:
 
 
 def machine() -> str:
-    import platform
+    """``"<CPU model>, <ISA>, <n> cores"`` (``mnf.results.cpu``)."""
+    sys.path.insert(0, str(ROOT))
+    from mnf.results import cpu
 
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = re.findall(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        flags = re.search(r"flags\s*:(.+)", cpuinfo.read_text())
-        isa = "AVX-512" if flags and " avx512f" in flags.group(1) else "AVX2" if flags and " avx2" in flags.group(1) else ""
-        model = f"{names[0].strip() if names else model}, {isa}".strip(", ")
-    return f"{model}, {os.cpu_count()} cores"
+    model, isa = cpu()
+    return f"{model}, {isa}".strip(", ") + f", {os.cpu_count()} cores"
 
 
 def commit() -> str:

@@ -51,22 +51,29 @@ def root() -> Path:
     return Path(env) if env else Path(str(resources.files("mnf").joinpath("results")))
 
 
-def machine() -> dict[str, Any]:
-    """The machine a run is on: CPU model and widest vector ISA, cores, library versions, GPU."""
-    import numba
-    import torch
-
-    cpu, isa = platform.processor() or platform.machine(), ""
+def cpu() -> tuple[str, str]:
+    """``(model, isa)``: the CPU's model name (``/proc/cpuinfo``, else ``platform``) and its widest
+    vector instruction set, ``"AVX-512"``, ``"AVX2"`` or ``""`` where unknown."""
+    model, isa = platform.processor() or platform.machine(), ""
     info = Path("/proc/cpuinfo")
     if info.is_file():
         text = info.read_text()
         names = re.findall(r"model name\s*:\s*(.+)", text)
         flags = re.search(r"flags\s*:(.+)", text)
-        cpu = names[0].strip() if names else cpu
+        model = names[0].strip() if names else model
         isa = ("AVX-512" if flags and " avx512f" in flags.group(1) else
                "AVX2" if flags and " avx2" in flags.group(1) else "")
+    return model, isa
+
+
+def machine() -> dict[str, Any]:
+    """The machine a run is on: CPU model and widest vector ISA, cores, library versions, GPU."""
+    import numba
+    import torch
+
+    model, isa = cpu()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+    return {"cpu": model, "isa": isa, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "numba": numba.__version__, "python": platform.python_version(), "gpu": gpu}
 
 
@@ -209,5 +216,5 @@ def plot_curves(records: list[dict[str, Any]], *, labels: dict[str, str] | None 
     return ax
 
 
-__all__ = ["FIELDS", "curve", "git_state", "load", "machine", "now", "path", "plot_curves", "provenance", "root",
+__all__ = ["FIELDS", "cpu", "curve", "git_state", "load", "machine", "now", "path", "plot_curves", "provenance", "root",
            "summary", "table", "write"]
